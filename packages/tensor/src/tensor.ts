@@ -1,0 +1,209 @@
+// Tensor: shape, dtype, device and a contiguous row-major storage (a typed array, possibly a view into a
+// larger buffer). Views that keep contiguity (reshape, leading-dim slices) share storage; anything else copies.
+import { type BackwardOptions, Node, runBackward } from './autograd.js';
+import { type DType, type DTypeArrays, type TypedArray, allocate, bf16BitsToF32, convertArray, dtypeOfArray, f32ToBf16Bits } from './dtype.js';
+import type { Device } from './device.js';
+import { registerEngineOps } from './registry.js';
+import { type Shape, checkShape, formatShape, numelOf } from './shape.js';
+import { Random } from './random.js';
+import * as views from './views.js';
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+/** Nested number arrays accepted by `tensor()`. */
+export type NestedArray = number | readonly NestedArray[];
+
+export class Tensor<D extends DType = DType> {
+  readonly shape: readonly number[];
+  readonly dtype: D;
+  readonly device: Device;
+  /** Contiguous row-major elements; bf16 holds raw 16-bit patterns. */
+  readonly data: DTypeArrays[D];
+  requiresGrad: boolean;
+  grad: Tensor | null = null;
+  gradFn: Node | null = null;
+  /** Keep `.grad` on this non-leaf tensor after backward (see retainGrad()). */
+  retainsGrad = false;
+
+  constructor(data: DTypeArrays[D], shape: Shape, options: { dtype?: D; device?: Device; requiresGrad?: boolean } = {}) {
+    checkShape(shape);
+    const dtype = options.dtype ?? (dtypeOfArray(data) as D);
+    const expectArray = dtypeOfArray(data);
+    if (expectArray !== dtype) {
+      throw new Error(`Tensor data is a ${data.constructor.name} but dtype is '${dtype}': pass the matching typed array ` +
+        '(f32: Float32Array, f64: Float64Array, bf16: Uint16Array, i32: Int32Array)');
+    }
+    const n = numelOf(shape);
+    if (data.length !== n) {
+      throw new Error(`Tensor data has ${data.length} elements but shape ${formatShape(shape)} needs ${n}`);
+    }
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.device = options.device ?? 'cpu';
+    this.data = data;
+    this.requiresGrad = options.requiresGrad ?? false;
+    if (this.requiresGrad && dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
+  }
+
+  // ---- construction ----------------------------------------------------------------------------------
+  static zeros<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    checkShape(shape);
+    const dtype = (options.dtype ?? 'f32') as D;
+    return new Tensor(allocate(dtype, numelOf(shape)), shape, { ...options, dtype });
+  }
+
+  static full<D extends DType = 'f32'>(shape: Shape, value: number, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    const t = Tensor.zeros(shape, options);
+    (t.data as TypedArray).fill(t.dtype === 'bf16' ? f32ToBf16Bits(value) : value);
+    return t;
+  }
+
+  static ones<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    return Tensor.full(shape, 1, options);
+  }
+
+  /** From a flat array of numbers (converted to `dtype`, default f32) and a shape. */
+  static fromArray<D extends DType = 'f32'>(values: ArrayLike<number>, shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    checkShape(shape);
+    const dtype = (options.dtype ?? 'f32') as D;
+    const n = numelOf(shape);
+    if (values.length !== n) throw new Error(`fromArray: ${values.length} values do not fill shape ${formatShape(shape)} (${n} elements)`);
+    const src = Float64Array.from(values as ArrayLike<number>);
+    return new Tensor(convertArray(src, 'f64', dtype), shape, { ...options, dtype });
+  }
+
+  /** Standard normal samples from a seeded generator (scaled by `std`). */
+  static randn<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D; seed?: number; std?: number } = {}): Tensor<D> {
+    const rng = new Random(options.seed ?? 0);
+    const std = options.std ?? 1;
+    const vals = new Float64Array(numelOf(shape));
+    for (let i = 0; i < vals.length; i++) vals[i] = rng.normal() * std;
+    return Tensor.fromArray(vals, shape, options);
+  }
+
+  /** Uniform samples in [low, high) from a seeded generator. */
+  static rand<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D; seed?: number; low?: number; high?: number } = {}): Tensor<D> {
+    const rng = new Random(options.seed ?? 0);
+    const lo = options.low ?? 0, hi = options.high ?? 1;
+    const vals = new Float64Array(numelOf(shape));
+    for (let i = 0; i < vals.length; i++) vals[i] = lo + (hi - lo) * rng.uniform();
+    return Tensor.fromArray(vals, shape, options);
+  }
+
+  // ---- properties ----------------------------------------------------------------------------------------
+  get ndim(): number { return this.shape.length; }
+  get numel(): number { return this.data.length; }
+  get isLeaf(): boolean { return this.gradFn === null; }
+
+  size(dim: number): number {
+    const d = dim < 0 ? dim + this.ndim : dim;
+    const s = this.shape[d];
+    if (s === undefined) throw new Error(`size(${dim}): tensor of shape ${formatShape(this.shape)} has ${this.ndim} dimensions`);
+    return s;
+  }
+
+  /** The elements as plain numbers (bf16 decoded), row-major. */
+  toArray(): number[] {
+    const out = new Array<number>(this.numel);
+    const d = this.data as TypedArray;
+    if (this.dtype === 'bf16') for (let i = 0; i < out.length; i++) out[i] = bf16BitsToF32(d[i]!);
+    else for (let i = 0; i < out.length; i++) out[i] = d[i]!;
+    return out;
+  }
+
+  item(): number {
+    if (this.numel !== 1) throw new Error(`item() needs a tensor with one element, got shape ${formatShape(this.shape)}`);
+    return this.toArray()[0]!;
+  }
+
+  toString(): string {
+    const vals = this.toArray();
+    const head = vals.slice(0, 8).map((v) => Number(v.toPrecision(5))).join(', ');
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.requiresGrad ? ', requiresGrad' : ''}) [${head}${vals.length > 8 ? ', …' : ''}]`;
+  }
+
+  // ---- autograd ------------------------------------------------------------------------------------------
+  /** Marks this tensor as a leaf that accumulates `.grad` (in place, returns this). */
+  requiresGrad_(flag = true): this {
+    if (flag && this.dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
+    if (!this.isLeaf && !flag) throw new Error('requiresGrad_(false) on a non-leaf tensor: use detach() instead');
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  retainGrad(): this { this.retainsGrad = true; return this; }
+
+  /**
+   * Backpropagates from this tensor. `gradient` defaults to 1 for a one-element tensor. Asynchronous
+   * backward nodes (collectives) overlap the rest of the walk; the promise resolves when all grads are in.
+   */
+  backward(gradient?: Tensor, options?: BackwardOptions): Promise<void> {
+    let seed = gradient;
+    if (!seed) {
+      if (this.numel !== 1) {
+        throw new Error(`backward() without a gradient needs a one-element tensor, got shape ${formatShape(this.shape)}: pass the output gradient`);
+      }
+      seed = Tensor.ones(this.shape, { dtype: this.dtype });
+    }
+    if (seed.numel !== this.numel || seed.shape.length !== this.shape.length || seed.shape.some((d, i) => d !== this.shape[i])) {
+      throw new Error(`backward(gradient): gradient shape ${formatShape(seed.shape)} does not match the tensor's ${formatShape(this.shape)}`);
+    }
+    return runBackward([this], [seed], options);
+  }
+
+  /** Same storage, cut from the graph. */
+  detach(): Tensor<D> {
+    return new Tensor(this.data, this.shape, { dtype: this.dtype, device: this.device });
+  }
+
+  /** A copy with its own storage (differentiable). */
+  clone(): Tensor<D> { return views.clone(this); }
+
+  /** Converts to `dtype` (differentiable between float dtypes; the gradient is converted back). */
+  to<E extends DType>(dtype: E): Tensor<E> { return views.cast(this, dtype); }
+
+  // ---- views and data movement (differentiable; see views.ts) ------------------------------------------
+  reshape(...shape: number[]): Tensor<D> { return views.reshape(this, shape); }
+  flatten(startDim = 0, endDim = -1): Tensor<D> { return views.flatten(this, startDim, endDim); }
+  unsqueeze(dim: number): Tensor<D> { return views.unsqueeze(this, dim); }
+  squeeze(dim?: number): Tensor<D> { return views.squeeze(this, dim); }
+  transpose(dim0: number, dim1: number): Tensor<D> { return views.transpose(this, dim0, dim1); }
+  permute(...dims: number[]): Tensor<D> { return views.permute(this, dims); }
+  slice(dim: number, start: number, end?: number): Tensor<D> { return views.slice(this, dim, start, end); }
+  expand(...shape: number[]): Tensor<D> { return views.expand(this, shape); }
+}
+
+/** Creates a tensor from nested arrays (shape inferred) or a flat array plus `shape`. */
+export function tensor<D extends DType = 'f32'>(values: NestedArray, options: TensorOptions & { dtype?: D; shape?: Shape } = {}): Tensor<D> {
+  const shape: number[] = [];
+  let probe: NestedArray = values;
+  while (Array.isArray(probe)) { shape.push(probe.length); probe = (probe as NestedArray[])[0] ?? 0; }
+  const flat: number[] = [];
+  const walk = (v: NestedArray): void => { if (typeof v === 'number') flat.push(v); else for (const e of v) walk(e); };
+  walk(values);
+  if (flat.length !== numelOf(shape)) throw new Error(`tensor(): ragged nested array; expected ${numelOf(shape)} values for shape ${formatShape(shape)}, got ${flat.length}`);
+  return Tensor.fromArray(flat, options.shape ?? shape, options);
+}
+
+// Default CPU gradient accumulation (a kernels package may register a faster one).
+function plainAdd(a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== b.dtype || a.numel !== b.numel) {
+    throw new Error(`gradient accumulation: ${a.dtype}${formatShape(a.shape)} + ${b.dtype}${formatShape(b.shape)} mismatch`);
+  }
+  const out = Tensor.zeros(a.shape, { dtype: a.dtype });
+  const x = a.data as TypedArray, y = b.data as TypedArray, o = out.data as TypedArray;
+  if (a.dtype === 'bf16') for (let i = 0; i < o.length; i++) o[i] = f32ToBf16Bits(bf16BitsToF32(x[i]!) + bf16BitsToF32(y[i]!));
+  else for (let i = 0; i < o.length; i++) o[i] = x[i]! + y[i]!;
+  return out;
+}
+registerEngineOps('cpu', {
+  add: plainAdd,
+  addInPlace(dst, src) {
+    const sum = plainAdd(dst, src);
+    (dst.data as TypedArray).set(sum.data as never);
+  },
+});
