@@ -1,0 +1,177 @@
+/* attention.c: fused attention forward/backward, flash-attention style (per ISA variant).
+ *
+ * A task is (batch b, kv head hk, block of query positions). Its tile stacks the G = Hq/Hkv query heads that share
+ * the kv head: tile row r = (query i0 + r / G, head hk*G + r % G), R = QI*G rows (~64), so K/V blocks are read
+ * once for the whole GQA group (decode: Tq = 1 still gives G rows). Keys are processed in blocks of KB:
+ *   S = scale * Qt @ K_blk^T  (f32 GEMM, sgemm_serial)      -> masked (causal) -> online softmax (m, l per row)
+ *   acc = acc * exp(m_old - m_new) + P @ V_blk (GEMM, beta = 1)
+ * and o = acc / l, lse = m + log(l) at the end. Rows with no visible key: o = 0, lse = -inf.
+ * Backward, task = (b, hk) owning dK/dV of that kv head (no write races), for each query tile and key block:
+ *   P = exp(S - lse) ; dV += P^T dO ; dP = dO V^T ; dS = P * (dP - rowsum(dO*O)) ; dQ += scale dS K ;
+ *   dK += scale dS^T Q.  Rows with lse = -inf give P = 0, hence zero gradients. */
+#include <math.h>
+#include <stdlib.h>
+#include "gemm.h"
+
+#define ATT_KB 128
+#define ATT_ROWS 64
+
+typedef struct {
+  int64_t B, Tq, Tk, Hq, Hkv, D, Dv, kbs, vbs, G, QI, nqb;
+  float scale;
+  int causal;
+  const float *q, *k, *v, *o, *lse, *dout;
+  float *out, *lse_out, *dq, *dk, *dv;
+} att_job;
+
+/* last visible key (inclusive) of query i; < 0 means none */
+static inline int64_t att_limit(const att_job *j, int64_t i) {
+  return j->causal ? FS_MIN(j->Tk - 1, i + (j->Tk - j->Tq)) : j->Tk - 1;
+}
+
+static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
+  int64_t G = j->G, D = j->D, Dv = j->Dv;
+  int64_t i0 = qb * j->QI, i1 = FS_MIN(j->Tq, i0 + j->QI), R = (i1 - i0) * G;
+  size_t need = (size_t)(R * D + R * ATT_KB + R * Dv + 3 * R) * sizeof(float);
+  float *Qt = (float *)fs_scratch(3, need);
+  if (!Qt) return;
+  float *S = Qt + R * D, *acc = S + R * ATT_KB, *m = acc + R * Dv, *l = m + R, *limf = l + R;
+  int64_t maxlim = -1;
+  for (int64_t r = 0; r < R; r++) {
+    int64_t i = i0 + r / G, h = hk * G + r % G;
+    memcpy(Qt + r * D, j->q + ((b * j->Tq + i) * j->Hq + h) * D, (size_t)D * 4);
+    m[r] = -__builtin_inff();
+    l[r] = 0.0f;
+    int64_t lim = att_limit(j, i);
+    limf[r] = (float)lim;
+    maxlim = FS_MAX(maxlim, lim);
+  }
+  for (int64_t t = 0; t < R * Dv; t++) acc[t] = 0.0f;
+  const float *kb = j->k + b * j->kbs + hk * D, *vb = j->v + b * j->vbs + hk * Dv;
+  int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
+  for (int64_t j0 = 0; j0 <= maxlim; j0 += ATT_KB) {
+    int64_t nk = FS_MIN(ATT_KB, maxlim + 1 - j0);
+    FS_FN(sgemm_serial)(0, 1, R, nk, D, j->scale, Qt, D, kb + j0 * kst, kst, 0.0f, S, ATT_KB);
+    for (int64_t r = 0; r < R; r++) {
+      float *s = S + r * ATT_KB;
+      int64_t vis = FS_MIN(nk, (int64_t)limf[r] - j0 + 1); /* keys [0, vis) of this block are visible */
+      if (vis <= 0) { for (int64_t c = 0; c < nk; c++) s[c] = 0.0f; continue; }
+      float mx = fs_max_block(s, vis);
+      float mn = FS_MAX(m[r], mx);
+      float alpha = fs_expf(m[r] - mn);
+      for (int64_t c = 0; c < vis; c++) s[c] = fs_expf(s[c] - mn);
+      for (int64_t c = vis; c < nk; c++) s[c] = 0.0f;
+      l[r] = l[r] * alpha + fs_sum_block(s, vis);
+      m[r] = mn;
+      if (alpha != 1.0f)
+        for (int64_t d = 0; d < Dv; d++) acc[r * Dv + d] *= alpha;
+    }
+    FS_FN(sgemm_serial)(0, 0, R, Dv, nk, 1.0f, S, ATT_KB, vb + j0 * vst, vst, 1.0f, acc, Dv);
+  }
+  for (int64_t r = 0; r < R; r++) {
+    int64_t i = i0 + r / G, h = hk * G + r % G;
+    float *o = j->out + ((b * j->Tq + i) * j->Hq + h) * Dv;
+    float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    for (int64_t d = 0; d < Dv; d++) o[d] = acc[r * Dv + d] * inv;
+    j->lse_out[(b * j->Hq + h) * j->Tq + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : -__builtin_inff();
+  }
+}
+
+static void att_fwd_body(void *p, int64_t s, int64_t e) {
+  const att_job *j = (const att_job *)p;
+  for (int64_t t = s; t < e; t++) {
+    int64_t qb = t % j->nqb, bh = t / j->nqb;
+    att_fwd_task(j, bh / j->Hkv, bh % j->Hkv, qb);
+  }
+}
+
+static void att_setup(att_job *j) {
+  j->G = j->Hq / j->Hkv;
+  j->QI = FS_MAX(1, ATT_ROWS / j->G);
+  j->nqb = (j->Tq + j->QI - 1) / j->QI;
+}
+
+void FS_FN(attention_fwd)(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv,
+                          float scale, int causal, const float *q, const float *k, int64_t kBatchStride,
+                          const float *v, int64_t vBatchStride, float *o, float *lse) {
+  if (B <= 0 || Tq <= 0 || Hq <= 0 || Hkv <= 0) return;
+  att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, kBatchStride ? kBatchStride : Tk * Hkv * D,
+               vBatchStride ? vBatchStride : Tk * Hkv * Dv, 0, 0, 0, scale, causal, q, k, v, 0, 0, 0, o, lse};
+  att_setup(&j);
+  /* causal tiles near the end cost more: dynamic scheduling, one tile per grab */
+  fs_parallel_dyn(B * Hkv * j.nqb, 1, att_fwd_body, &j);
+}
+
+/* ---- backward ---- */
+static void att_bwd_task(const att_job *j, int64_t b, int64_t hk) {
+  int64_t G = j->G, D = j->D, Dv = j->Dv, Rmax = j->QI * G;
+  size_t need = (size_t)(2 * Rmax * D + Rmax * Dv + 2 * Rmax * ATT_KB + 3 * Rmax) * sizeof(float);
+  float *Qt = (float *)fs_scratch(3, need);
+  if (!Qt) return;
+  float *dQt = Qt + Rmax * D, *dOt = dQt + Rmax * D, *P = dOt + Rmax * Dv, *dP = P + Rmax * ATT_KB;
+  float *lr = dP + Rmax * ATT_KB, *Dr = lr + Rmax, *limf = Dr + Rmax;
+  const float *kb = j->k + b * j->Tk * j->Hkv * D + hk * D, *vb = j->v + b * j->Tk * j->Hkv * Dv + hk * Dv;
+  float *dkb = j->dk + b * j->Tk * j->Hkv * D + hk * D, *dvb = j->dv + b * j->Tk * j->Hkv * Dv + hk * Dv;
+  int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
+  for (int64_t t = 0; t < j->Tk; t++) {
+    memset(dkb + t * kst, 0, (size_t)D * 4);
+    memset(dvb + t * vst, 0, (size_t)Dv * 4);
+  }
+  for (int64_t i0 = 0; i0 < j->Tq; i0 += j->QI) {
+    int64_t i1 = FS_MIN(j->Tq, i0 + j->QI), R = (i1 - i0) * G, maxlim = -1;
+    for (int64_t r = 0; r < R; r++) {
+      int64_t i = i0 + r / G, h = hk * G + r % G, row = (b * j->Tq + i) * j->Hq + h;
+      memcpy(Qt + r * D, j->q + row * D, (size_t)D * 4);
+      memcpy(dOt + r * Dv, j->dout + row * Dv, (size_t)Dv * 4);
+      memset(dQt + r * D, 0, (size_t)D * 4);
+      float l = j->lse[(b * j->Hq + h) * j->Tq + i];
+      const float *orow = j->o + row * Dv;
+      float dsum = 0.0f;
+      for (int64_t d = 0; d < Dv; d++) dsum += orow[d] * dOt[r * Dv + d];
+      Dr[r] = dsum;
+      int64_t lim = l == -__builtin_inff() ? -1 : att_limit(j, i);
+      lr[r] = l;
+      limf[r] = (float)lim;
+      maxlim = FS_MAX(maxlim, lim);
+    }
+    for (int64_t j0 = 0; j0 <= maxlim; j0 += ATT_KB) {
+      int64_t nk = FS_MIN(ATT_KB, maxlim + 1 - j0);
+      FS_FN(sgemm_serial)(0, 1, R, nk, D, j->scale, Qt, D, kb + j0 * kst, kst, 0.0f, P, ATT_KB);
+      FS_FN(sgemm_serial)(0, 1, R, nk, Dv, 1.0f, dOt, Dv, vb + j0 * vst, vst, 0.0f, dP, ATT_KB);
+      for (int64_t r = 0; r < R; r++) {
+        float *p = P + r * ATT_KB, *dp = dP + r * ATT_KB;
+        int64_t vis = FS_MIN(nk, (int64_t)limf[r] - j0 + 1);
+        if (vis < 0) vis = 0;
+        for (int64_t c = 0; c < vis; c++) p[c] = fs_expf(p[c] - lr[r]);
+        for (int64_t c = vis; c < nk; c++) p[c] = 0.0f;
+        for (int64_t c = 0; c < nk; c++) dp[c] = p[c] * (dp[c] - Dr[r]) * j->scale; /* dS * scale */
+      }
+      FS_FN(sgemm_serial)(1, 0, nk, Dv, R, 1.0f, P, ATT_KB, dOt, Dv, 1.0f, dvb + j0 * vst, vst);
+      FS_FN(sgemm_serial)(0, 0, R, D, nk, 1.0f, dP, ATT_KB, kb + j0 * kst, kst, 1.0f, dQt, D);
+      FS_FN(sgemm_serial)(1, 0, nk, D, R, 1.0f, dP, ATT_KB, Qt, D, 1.0f, dkb + j0 * kst, kst);
+    }
+    for (int64_t r = 0; r < R; r++) {
+      int64_t i = i0 + r / G, h = hk * G + r % G;
+      memcpy(j->dq + ((b * j->Tq + i) * j->Hq + h) * D, dQt + r * D, (size_t)D * 4);
+    }
+  }
+}
+
+static void att_bwd_body(void *p, int64_t s, int64_t e) {
+  const att_job *j = (const att_job *)p;
+  for (int64_t t = s; t < e; t++) att_bwd_task(j, t / j->Hkv, t % j->Hkv);
+}
+
+void FS_FN(attention_bwd)(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv,
+                          float scale, int causal, const float *q, const float *k, const float *v, const float *o,
+                          const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+  if (B <= 0 || Hq <= 0 || Hkv <= 0) return;
+  att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, 0, 0, 0, 0, 0, scale, causal, q, k, v, o, lse, dout, 0, 0, dq, dk, dv};
+  att_setup(&j);
+  if (Tq <= 0) { /* nothing attends: zero grads */
+    memset(dk, 0, (size_t)(B * Tk * Hkv * D) * 4);
+    memset(dv, 0, (size_t)(B * Tk * Hkv * Dv) * 4);
+    return;
+  }
+  fs_parallel_dyn(B * Hkv, 1, att_bwd_body, &j);
+}
