@@ -96,12 +96,16 @@ async function build() {
     }
   }
   const t0 = Date.now();
+  // incremental: an object is reused when it is newer than its source, every header and this script
+  const depTime = Math.max(...[...headers, path.join(incDir, 'farskip_cpu.h'), fileURLToPath(import.meta.url)].map((f) => statSync(f).mtimeMs));
+  const stale = ([src, obj]) => force || !existsSync(obj) || statSync(obj).mtimeMs <= Math.max(depTime, statSync(src).mtimeMs);
+  const todo = units.filter(stale);
   const width = Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length);
-  const res = await pool(units.map(([src, obj, flags]) => () => run(CC, [...BASE, ...flags, '-c', src, '-o', obj])), width);
+  const res = await pool(todo.map(([src, obj, flags]) => () => run(CC, [...BASE, ...flags, '-c', src, '-o', obj])), width);
   const bad = res.findIndex((r) => r.code !== 0);
   if (bad >= 0) {
     process.stderr.write(res[bad].err);
-    warn(`compiling ${path.basename(units[bad][0])} failed`);
+    warn(`compiling ${path.basename(todo[bad][0])} failed`);
     return false;
   }
   for (const r of res) if (r.err) process.stderr.write(r.err);
@@ -114,7 +118,7 @@ async function build() {
     return false;
   }
   renameSync(tmp, lib);
-  console.log(`[farskip] built ${path.relative(root, lib)} (${target}, ${variants.join('/')}${x86 ? '+avx512bf16' : ''}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`[farskip] built ${path.relative(root, lib)} (${target}, ${variants.join('/')}${x86 ? '+avx512bf16' : ''}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${todo.length}/${units.length} objects compiled`);
   return true;
 }
 

@@ -35,6 +35,12 @@ FS_HIDDEN int fs_in_parallel(void);   /* 1 inside a parallel region: nested call
 FS_HIDDEN void fs_parallel_team(int nth, fs_team_fn fn, void *ctx);
 FS_HIDDEN void fs_parallel_for(int64_t n, int64_t grain, fs_range_fn fn, void *ctx);
 FS_HIDDEN void fs_parallel_dyn(int64_t n, int64_t grain, fs_range_fn fn, void *ctx);
+/* spin barrier for the threads of one fs_parallel_team job (nth = the team size passed to the job) */
+typedef struct {
+  volatile int count;
+  volatile int gen;
+} fs_barrier;
+FS_HIDDEN void fs_barrier_wait(fs_barrier *b, int nth);
 /* thread-local, 64-byte aligned scratch that only grows (slot 0..3); never freed. NULL on OOM. */
 FS_HIDDEN void *fs_scratch(int slot, size_t bytes);
 

@@ -193,6 +193,55 @@ static void gemm_team(void *p, int tid, int nth) {
                       g->C + m0 * g->ldc + n0, g->ldc);
 }
 
+/* Shared-B split (BLIS "ic loop" parallelism): every thread owns a contiguous range of MR-row panels of C and
+ * packs its own A blocks, while the KC x NC block of B is packed cooperatively (each thread packs 1/nth of the
+ * NR panels) between two barriers and then read by all threads. The B working set is that of one thread, which
+ * matters when the "cores" are SMT siblings sharing L1/L2 (as on the 2-vCPU Zen 4 VMs this was tuned on) and
+ * halves the B packing traffic on real cores. */
+typedef struct {
+  gemm_job g;
+  float *Bp;
+  fs_barrier bar;
+} shared_job;
+
+static void gemm_team_shared(void *p, int tid, int nth) {
+  shared_job *sj = (shared_job *)p;
+  const gemm_job *g = &sj->g;
+  int64_t mb = (g->M + FS_MR - 1) / FS_MR;
+  int64_t m0 = FS_MIN(g->M, mb * tid / nth * FS_MR), m1 = FS_MIN(g->M, mb * (tid + 1) / nth * FS_MR);
+  int64_t kcmax = FS_MIN(g->K, FS_KC);
+  float *Ap = (float *)fs_scratch(0, (size_t)(FS_MC_SHARED * kcmax) * sizeof(float));
+  float *Bp = sj->Bp;
+  for (int64_t jc = 0; jc < g->N; jc += FS_NC) {
+    int64_t nc = FS_MIN(FS_NC, g->N - jc), nq = (nc + FS_NR - 1) / FS_NR;
+    for (int64_t pc = 0; pc < g->K; pc += FS_KC) {
+      int64_t kc = FS_MIN(FS_KC, g->K - pc);
+      float be = pc == 0 ? g->beta : 1.0f;
+      int64_t q0 = nq * tid / nth * FS_NR, q1 = FS_MIN(nc, nq * (tid + 1) / nth * FS_NR);
+      fs_barrier_wait(&sj->bar, nth); /* everyone is done reading the previous B block */
+      if (q1 > q0) {
+        const float *Bsrc = g->tB ? g->B + (jc + q0) * g->ldb : g->B + jc + q0;
+        pack_b(g->tB, Bsrc, g->ldb, pc, kc, 0, q1 - q0, Bp + q0 * kc);
+      }
+      fs_barrier_wait(&sj->bar, nth); /* B block complete */
+      if (!Ap) continue;
+      for (int64_t ic = m0; ic < m1; ic += FS_MC_SHARED) {
+        int64_t mc = FS_MIN(FS_MC_SHARED, m1 - ic);
+        const float *Asrc = g->tA ? g->A + ic : g->A + ic * g->lda;
+        pack_a(g->tA, Asrc, g->lda, 0, mc, pc, kc, Ap);
+        for (int64_t jr = 0; jr < nc; jr += FS_NR) {
+          int nr = (int)FS_MIN(FS_NR, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += FS_MR) {
+            int mr = (int)FS_MIN(FS_MR, mc - ir);
+            FS_FN(sgemm_ukr)(kc, Ap + ir * kc, Bp + jr * kc, g->C + (ic + ir) * g->ldc + jc + jr, g->ldc, mr, nr,
+                             g->alpha, be);
+          }
+        }
+      }
+    }
+  }
+}
+
 void FS_FN(sgemm)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
@@ -214,7 +263,16 @@ void FS_FN(sgemm)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, 
     FS_FN(sgemm_serial)(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  /* pick tm x tn = nth minimising the largest (padded) per-thread block */
+  if (mb >= 4 * nth) {
+    int64_t kcmax = FS_MIN(K, FS_KC), ncmax = FS_MIN(nb * FS_NR, FS_NC);
+    float *Bp = (float *)fs_scratch(1, (size_t)(kcmax * ncmax) * sizeof(float));
+    if (Bp) {
+      shared_job sj = {{tA, tB, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, nth, 1}, Bp, {0, 0}};
+      fs_parallel_team(nth, gemm_team_shared, &sj);
+      return;
+    }
+  }
+  /* small M: pick tm x tn = nth minimising the largest (padded) per-thread block */
   int best_tm = 1, best_tn = nth;
   double best = 1e300;
   for (int tm = 1; tm <= nth; tm++) {

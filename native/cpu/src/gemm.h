@@ -17,18 +17,21 @@
 #define FS_KC 384
 #define FS_MC 280
 #define FS_NC 2048
+#define FS_MC_SHARED 140
 #elif defined(__AVX2__)
 #define FS_MR 6
 #define FS_NR 16
 #define FS_KC 256
 #define FS_MC 144
 #define FS_NC 2048
+#define FS_MC_SHARED 72
 #else
 #define FS_MR 4
 #define FS_NR 8
 #define FS_KC 256
 #define FS_MC 128
 #define FS_NC 1024
+#define FS_MC_SHARED 64
 #endif
 
 /* C[mr x nr] = alpha * (A_panel @ B_panel) + beta * C (beta == 0: C not read). mr <= MR, nr <= NR; the panels

@@ -209,3 +209,14 @@ void *fs_scratch(int slot, size_t bytes) {
   tl_cap[slot] = p ? cap : 0;
   return p;
 }
+
+void fs_barrier_wait(fs_barrier *b, int nth) {
+  if (nth <= 1) return;
+  int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+  if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
+    __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
+  } else {
+    while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g) FS_PAUSE();
+  }
+}

@@ -2,17 +2,21 @@
 // CPU supports (forced with setIsa, restored at the end). Inputs are f32; tsBackend computes them in f64 and
 // rounds once, so tolerances below bound the native kernels' own f32 error.
 
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ISA_NAMES, loadNativeBackend, nativeLibraryStatus } from '../src/backend/native/index.js';
+import { findLibrary } from '../src/backend/native/load.js';
 import { ISAS, native, originalIsa, skipReason, skipSuffix } from './native-setup.js';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
-import { expectClose, expectEqualInts, mulberry32, randInt, randInts, randn, type Rng, type Tol } from './helpers.js';
+import { expectClose, mulberry32, randInt, randInts, randn, type Rng, type Tol } from './helpers.js';
 
 if (!native) console.warn(`[backend-native.test] skipping native tests (${skipReason})`);
 
 const f32 = (rng: Rng, n: number, scale = 1) => randn(rng, n, Float32Array, scale) as Float32Array;
 const copy = (x: Float32Array) => x.slice();
 const EW: Tol = { rtol: 1e-6, atol: 1e-6 };
+const bigGemmRefs = new Map<string, { A: Float32Array; B: Float32Array; C: Float32Array; want: Float32Array }>();
 const gemmTol = (K: number, alpha = 1): Tol => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(Math.max(K, 1)) * Math.max(1, Math.abs(alpha)) });
 
 describe.skipIf(!native)(`native backend plumbing${skipSuffix}`, () => {
@@ -64,6 +68,24 @@ describe.skipIf(!native)(`native backend plumbing${skipSuffix}`, () => {
     expect(nativeLibraryStatus().loaded).toBe(true); // the loaded backend stays loaded
   });
 
+  it('finds the library walking up from src/ and from a bundle in dist/; FARSKIP_NO_NATIVE=1 disables it', () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const want = nativeLibraryStatus().path;
+    expect(findLibrary(join(here, '..', 'src', 'backend', 'native'))).toBe(want);
+    expect(findLibrary(join(here, '..', 'dist'))).toBe(want);
+    expect(findLibrary('/')).toBeNull();
+    const prev = process.env.FARSKIP_NO_NATIVE;
+    process.env.FARSKIP_NO_NATIVE = '1';
+    try {
+      expect(loadNativeBackend()).toBeNull();
+      expect(nativeLibraryStatus()).toEqual({ loaded: false, reason: 'disabled by FARSKIP_NO_NATIVE=1' });
+    } finally {
+      if (prev === undefined) delete process.env.FARSKIP_NO_NATIVE; else process.env.FARSKIP_NO_NATIVE = prev;
+    }
+    expect(loadNativeBackend()).toBe(nb);
+    expect(nativeLibraryStatus().loaded).toBe(true);
+  });
+
   it('setIsa clamps to the supported ISA and rejects unknown names', () => {
     const before = nb.isa();
     const sup = nb.supportedIsa();
@@ -104,6 +126,24 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
         }
       });
 
+      it('sgemm across every cache-blocking boundary (M > MC, N > NC, K > KC of every ISA)', () => {
+        const [M, N, K] = [290, 2050, 400];
+        for (const tA of [false, true]) for (const tB of [false, true]) {
+          const key = `${tA}${tB}`;
+          let ref = bigGemmRefs.get(key);
+          if (!ref) {
+            const rng = mulberry32(tA ? (tB ? 41 : 42) : (tB ? 43 : 44));
+            const A = f32(rng, M * K), B = f32(rng, K * N), C = f32(rng, M * N), want = copy(C);
+            ts.sgemm(tA, tB, M, N, K, 1, A, tA ? M : K, B, tB ? K : N, -0.5, want, N);
+            ref = { A, B, C, want };
+            bigGemmRefs.set(key, ref);
+          }
+          const got = copy(ref.C);
+          nb.sgemm(tA, tB, M, N, K, 1, ref.A, tA ? M : K, ref.B, tB ? K : N, -0.5, got, N);
+          expectClose(got, ref.want, gemmTol(K), `sgemm ${isa} tA=${tA} tB=${tB} ${M}x${N}x${K}`);
+        }
+      });
+
       it('sgemmBatched (strides, strideB=0 broadcast) and bgemm', () => {
         const rng = mulberry32(510 + ISAS.indexOf(isa));
         for (const tA of [false, true]) for (const tB of [false, true]) for (const bcast of [false, true]) {
@@ -114,6 +154,13 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
           ts.sgemmBatched(batch, tA, tB, M, N, K, 0.7, A, tA ? M : K, sA, B, tB ? K : N, sB, 0.3, want, N, sC);
           nb.sgemmBatched(batch, tA, tB, M, N, K, 0.7, A, tA ? M : K, sA, B, tB ? K : N, sB, 0.3, got, N, sC);
           expectClose(got, want, gemmTol(K), `sgemmBatched ${isa} tA=${tA} tB=${tB} bcast=${bcast}`);
+        }
+        for (const [batch, M, N, K] of [[33, 8, 8, 8], [5, 1, 300, 64], [2, 150, 150, 150]] as const) {
+          const A = f32(rng, batch * M * K), B = f32(rng, batch * K * N), C = new Float32Array(batch * M * N);
+          const want = copy(C), got = copy(C);
+          ts.sgemmBatched(batch, false, true, M, N, K, 1, A, K, M * K, B, K, K * N, 0, want, N, M * N);
+          nb.sgemmBatched(batch, false, true, M, N, K, 1, A, K, M * K, B, K, K * N, 0, got, N, M * N);
+          expectClose(got, want, gemmTol(K), `sgemmBatched ${isa} batch=${batch} ${M}x${N}x${K}`);
         }
         for (const tA of [false, true]) for (const tB of [false, true]) {
           for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [64, 64, 64], [100, 130, 257]] as const) {
@@ -135,7 +182,8 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
 
       it('grouped expert GEMM fwd + wgrad (empty groups, both layouts, beta)', () => {
         const rng = mulberry32(520 + ISAS.indexOf(isa));
-        const cases = [[3, 0, 5, 1], [7], [0, 0, 0], [0, 40, 0, 2, 0, 129], [64, 64]];
+        const many = Array.from({ length: 64 }, () => randInt(rng, 0, 6));
+        const cases = [[3, 0, 5, 1], [7], [0, 0, 0], [0, 40, 0, 2, 0, 129], [64, 64], many, [300, 0, 1]];
         for (const sizes of cases) for (const transW of [false, true]) for (const beta of [0, 1]) {
           for (const [N, K] of [[7, 5], [64, 48], [33, 130]] as const) {
             const E = sizes.length, offsets = new Int32Array(E + 1);

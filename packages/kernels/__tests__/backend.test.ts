@@ -3,9 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
-import {
-  dot, expectClose, expectEqualInts, mulberry32, numericGrad, randInt, randInts, randn, randu, toF32,
-} from './helpers.js';
+import { dot, expectClose, mulberry32, numericGrad, randInt, randInts, randn } from './helpers.js';
 
 const F64 = { rtol: 1e-12, atol: 1e-12 };
 
@@ -28,12 +26,6 @@ function refGemm(tA: boolean, tB: boolean, M: number, N: number, K: number, alph
     }
   }
   return C;
-}
-
-function refSoftmaxRow(x: ArrayLike<number>): number[] {
-  const e = Array.from(x, (v) => Math.exp(v));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
 }
 
 function sigmoid(x: number): number { return 1 / (1 + Math.exp(-x)); }

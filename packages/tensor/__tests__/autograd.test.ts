@@ -50,7 +50,9 @@ describe('autograd engine', () => {
   it('accumulates into leaves across backward calls and releases saved tensors', async () => {
     const x = f64([2], [1], true);
     const y = mul(x, x);
+    expect(y.gradFn!.released).toBe(false);
     await y.backward();
+    expect(y.gradFn!.released).toBe(true); // its closure (and the saved x, x) is dropped
     await expect(y.backward()).rejects.toThrow(/a second time.*retainGraph/);
     const z = mul(x, x);
     await z.backward(undefined, { retainGraph: true });

@@ -202,7 +202,10 @@ export function loadNativeBackend(options?: LoadNativeOptions): NativeBackend | 
     status = { loaded: false, reason: 'disabled by FARSKIP_NO_NATIVE=1' };
     return null;
   }
-  if (cached && (options?.libPath === undefined || options.libPath === cached.libraryPath)) return cached;
+  if (cached && (options?.libPath === undefined || options.libPath === cached.libraryPath)) {
+    status = { loaded: true, path: cached.libraryPath };
+    return cached;
+  }
   let res: ReturnType<typeof openLibrary>;
   try {
     res = openLibrary(options?.libPath);

@@ -34,7 +34,18 @@ export function gemmCore(
       for (let k = 0; k < K; k++) aRow[k] = A[aBase + k]!;
     }
     if (transB) {
-      for (let j = 0; j < N; j++) {
+      let j = 0;
+      // four dot products per sweep over aRow
+      for (; j + 3 < N; j += 4) {
+        const b0 = bOff + j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const a = aRow[k]!;
+          s0 += a * B[b0 + k]!; s1 += a * B[b1 + k]!; s2 += a * B[b2 + k]!; s3 += a * B[b3 + k]!;
+        }
+        acc[j] = s0; acc[j + 1] = s1; acc[j + 2] = s2; acc[j + 3] = s3;
+      }
+      for (; j < N; j++) {
         const bBase = bOff + j * ldb;
         let s = 0;
         for (let k = 0; k < K; k++) s += aRow[k]! * B[bBase + k]!;
@@ -42,7 +53,16 @@ export function gemmCore(
       }
     } else {
       acc.fill(0, 0, N);
-      for (let k = 0; k < K; k++) {
+      let k = 0;
+      // four rows of B per sweep over acc: a quarter of the acc loads/stores
+      for (; k + 3 < K; k += 4) {
+        const a0 = aRow[k]!, a1 = aRow[k + 1]!, a2 = aRow[k + 2]!, a3 = aRow[k + 3]!;
+        const b0 = bOff + k * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        for (let j = 0; j < N; j++) {
+          acc[j] += a0 * B[b0 + j]! + a1 * B[b1 + j]! + a2 * B[b2 + j]! + a3 * B[b3 + j]!;
+        }
+      }
+      for (; k < K; k++) {
         const a = aRow[k]!;
         const bBase = bOff + k * ldb;
         for (let j = 0; j < N; j++) acc[j] += a * B[bBase + j]!;
