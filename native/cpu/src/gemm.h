@@ -14,10 +14,12 @@
 #if defined(__AVX512F__)
 #define FS_MR 14
 #define FS_NR 32
+#ifndef FS_KC /* overridable for tuning experiments */
 #define FS_KC 384
 #define FS_MC 280
 #define FS_NC 2048
 #define FS_MC_SHARED 140
+#endif
 #elif defined(__AVX2__)
 #define FS_MR 6
 #define FS_NR 16

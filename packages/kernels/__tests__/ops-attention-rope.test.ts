@@ -145,6 +145,20 @@ forBackends(() => {
       });
     });
 
+    it('non-causal attend over the cache equals non-causal attention over the prefix', () => {
+      const rng = new Rng(78);
+      const [B, T, Hq, Hkv, D] = [2, 7, 4, 2, 16];
+      const q = roundAllF32(rng.randn(B * 2 * Hq * D)), k = roundAllF32(rng.randn(B * T * Hkv * D)), v = roundAllF32(rng.randn(B * T * Hkv * D));
+      noGrad(() => {
+        const cache = new KVCache(B, 16, Hkv, D);
+        cache.append(t(k, [B, T, Hkv, D]), t(v, [B, T, Hkv, D]));
+        const o = cache.attend(t(q, [B, 2, Hq, D]), { causal: false });
+        assertClose(o.data as Float32Array, attentionRef(q, k, v, B, 2, T, Hq, Hkv, D, D, false), { atol: 2e-5, rtol: 1e-4 }, 'non-causal attend');
+        const oc = cache.attend(t(q, [B, 2, Hq, D]));
+        assertClose(oc.data as Float32Array, attentionRef(q, k, v, B, 2, T, Hq, Hkv, D, D, true), { atol: 2e-5, rtol: 1e-4 }, 'causal attend Tq<Tk');
+      });
+    });
+
     it('f64 cache matches the reference tightly', () => {
       const rng = new Rng(77);
       const [B, T, Hq, Hkv, D] = [1, 6, 4, 2, 8];

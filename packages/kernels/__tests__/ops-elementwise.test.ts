@@ -112,6 +112,12 @@ forBackends(() => {
       }
     });
 
+    it('gradient accumulation into a leaf used twice: mul(x, x), add(x, x)', async () => {
+      const rng = new Rng(53);
+      await expectF32GradsMatchF64((a) => mul(a!, a!), [rng.randn(65 * 3)], [[3, 65]], 'mul(x,x)');
+      await expectF32GradsMatchF64((a) => add(mul(a!, 2), a!), [rng.randn(1000)], [[1000]], 'add(2x,x)');
+    });
+
     it('sum / mean / scale / addScalar', async () => {
       const rng = new Rng(52);
       const x = rng.randn(3 * 17 * 5);
@@ -183,6 +189,15 @@ describe('bf16', () => {
       } finally { useBackend('auto'); }
     });
   }
+
+  it('sum / mean bf16 forward', () => {
+    const rng = new Rng(73);
+    const x = roundAllBf16(rng.randn(3 * 17));
+    const s = sum(t(x, [3, 17], 'bf16'), 1);
+    expect(s.dtype).toBe('bf16');
+    assertClose(s.toArray(), sumRef(x, [3, 17], 1), { atol: 1e-5, rtol: 2 ** -8 }, 'bf16 sum');
+    assertClose(mean(t(x, [3, 17], 'bf16')).toArray(), [sumRef(x, [3, 17])[0]! / 51], { atol: 1e-5, rtol: 2 ** -8 }, 'bf16 mean');
+  });
 
   it('bf16 backward of mul gives bf16 grads close to f64', async () => {
     const rng = new Rng(72);

@@ -128,6 +128,37 @@ forBackends(() => {
     });
   });
 
+  describe('bf16 losses', () => {
+    it('crossEntropy and klDiv accept bf16 logits', () => {
+      const rng = new Rng(650);
+      const l = Float64Array.from(rng.randn(4 * 17, 2), roundBf16), te = Float64Array.from(rng.randn(4 * 17, 2), roundBf16);
+      const targets = [3, -100, 16, 0];
+      const ce = crossEntropy(t(l, [4, 17], 'bf16'), t(targets, [4], 'i32'));
+      assertClose(ce.toArray(), crossEntropyRef(l, targets, 17), { atol: 1e-4, rtol: 2 ** -8 }, 'bf16 crossEntropy');
+      const kl = klDiv(t(l, [4, 17], 'bf16'), t(te, [4, 17], 'bf16'), { temperature: 2 });
+      assertClose(kl.toArray(), klDivRef(l, te, 4, 17, 2), { atol: 1e-4, rtol: 2 ** -7 }, 'bf16 klDiv');
+    });
+  });
+
+  describe('AdamW bookkeeping', () => {
+    it('several parameters; a parameter without grad is left untouched; zeroGrad clears grads', () => {
+      const rng = new Rng(660);
+      const a0 = roundAllF32(rng.randn(5)), b0 = roundAllF32(rng.randn(3));
+      const a = t(a0, [5], 'f32', true), b = t(b0, [3], 'f32', true);
+      const opt = new AdamW([a, b], { lr: 0.1 });
+      const g = roundAllF32(rng.randn(5));
+      a.grad = t(g, [5]);
+      opt.step();
+      const ref = Float64Array.from(a0);
+      adamwRefStep(ref, g, adamwRefInit(5), 0.1, 0.9, 0.999, 1e-8, 0.01);
+      assertClose(a.data as Float32Array, ref, { atol: 1e-6, rtol: 1e-6 }, 'param a');
+      expect(Array.from(b.data as Float32Array)).toEqual(Array.from(Float32Array.from(b0)));
+      opt.zeroGrad();
+      expect(a.grad).toBeNull();
+      expect(b.grad).toBeNull();
+    });
+  });
+
   describe('AdamW with bf16 parameters (f32 master copy)', () => {
     it('updates far below the bf16 ulp still accumulate', () => {
       const p = Tensor.ones([17], { dtype: 'bf16', requiresGrad: true });

@@ -22,7 +22,7 @@ function forBackends(body: () => void): void {
 /** Unit-normal inputs: |C| ~ sqrt(K); f32 accumulation error stays well under 1e-5*sqrt(K). */
 const gemmTol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K), rtol: 1e-5 });
 
-const SHAPES: [number, number, number][] = [[1, 1, 1], [3, 17, 5], [17, 31, 65], [65, 3, 17], [31, 65, 1], [1, 65, 31], [33, 129, 47], [64, 32, 16]];
+const SHAPES: [number, number, number][] = [[1, 1, 1], [3, 17, 5], [17, 31, 65], [65, 3, 17], [31, 65, 1], [1, 65, 31], [33, 129, 47], [64, 32, 16], [130, 257, 97]];
 const TRANS: [boolean, boolean][] = [[false, false], [true, false], [false, true], [true, true]];
 
 forBackends(() => {
@@ -126,6 +126,15 @@ forBackends(() => {
       await expectF32GradsMatchF64((a, b) => matmul(a!, b!), [rng.randn(2 * M * K), rng.randn(2 * K * N)], [[2, M, K], [2, K, N]], 'bmm');
     });
 
+    it('only one operand requires grad (the other is a constant)', async () => {
+      const rng = new Rng(24);
+      const a = roundAllF32(rng.randn(17 * 31)), b = roundAllF32(rng.randn(31 * 5));
+      for (const [ta, tb] of TRANS) {
+        await expectF32GradsMatchF64((y) => mm(t(a, ta ? [31, 17] : [17, 31], y!.dtype), y!, ta, tb), [b], [tb ? [5, 31] : [31, 5]], `mm const a ${ta}/${tb}`);
+        await expectF32GradsMatchF64((x) => mm(x!, t(b, tb ? [5, 31] : [31, 5], x!.dtype), ta, tb), [a], [ta ? [31, 17] : [17, 31]], `mm const b ${ta}/${tb}`);
+      }
+    });
+
     it('linear with bias', async () => {
       const rng = new Rng(22);
       await expectF32GradsMatchF64((x, w, b) => linear(x!, w!, b!), [rng.randn(2 * 3 * 17), rng.randn(65 * 17), rng.randn(65)],
@@ -140,6 +149,16 @@ forBackends(() => {
           [[rows, K], transW ? [4, N, K] : [4, K, N]], `grouped transW=${transW}`);
       }
     });
+  });
+});
+
+describe('matmul of two 1-D vectors (torch.matmul: 0-d dot product)', () => {
+  it('[K] x [K] -> [] equals the dot product', () => {
+    const rng = new Rng(12);
+    const a = roundAllF32(rng.randn(17)), b = roundAllF32(rng.randn(17));
+    const y = matmul(t(a, [17]), t(b, [17]));
+    expect(y.shape).toEqual([]);
+    assertClose(y.data as Float32Array, matmulRef(a, b, 1, 17, 1), gemmTol(17), 'vector dot');
   });
 });
 

@@ -114,6 +114,13 @@ forBackends(() => {
       await expectF32GradsMatchF64((a) => logSoftmax(a!, 1), [x], [[3, 17, 5]], 'logSoftmax 1');
     });
 
+    it('rmsNorm with a constant weight; swiglu with a constant up', async () => {
+      const rng = new Rng(84);
+      const w = roundAllF32(rng.randn(31)), u = roundAllF32(rng.randn(2 * 31));
+      await expectF32GradsMatchF64((x) => rmsNorm(x!, t(w, [31], x!.dtype)), [rng.randn(2 * 31)], [[2, 31]], 'rmsNorm const w');
+      await expectF32GradsMatchF64((g) => swiglu(g!, t(u, [2, 31], g!.dtype)), [rng.randn(2 * 31)], [[2, 31]], 'swiglu const up');
+    });
+
     it('silu / swiglu / topk / embedding', async () => {
       const rng = new Rng(83);
       await expectF32GradsMatchF64((a) => silu(a!), [rng.randn(65, 4)], [[65]], 'silu');
@@ -181,6 +188,21 @@ describe('bf16', () => {
       } finally { useBackend('auto'); }
     });
   }
+
+  it('topk and embedding bf16', () => {
+    const rng = new Rng(103);
+    const x = roundAllBf16(rng.randn(3 * 17));
+    const r = topk(t(x, [3, 17], 'bf16'), 4);
+    const ref = topkRef(x, 3, 17, 4);
+    expect(r.values.dtype).toBe('bf16');
+    expect(r.indices.dtype).toBe('i32');
+    expect(Array.from(r.indices.data as Int32Array)).toEqual(ref.indices);
+    assertClose(r.values.toArray(), ref.values, { atol: 0, rtol: 0 }, 'bf16 topk');
+    const ids = [3, 0, 16, 3];
+    const e = embedding(t(ids, [4], 'i32'), t(x, [17, 3], 'bf16'));
+    expect(e.dtype).toBe('bf16');
+    assertClose(e.toArray(), embeddingRef(ids, x, 3), { atol: 0, rtol: 0 }, 'bf16 embedding');
+  });
 
   it('rmsNorm bf16 backward close to f64 grads; softmax/silu bf16 forward', async () => {
     const rng = new Rng(102);

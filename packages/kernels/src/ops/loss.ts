@@ -17,7 +17,7 @@ function reduce(perRow: Tensor, reduction: Reduction, count: number): Tensor {
   const data = perRow.data as Float32Array;
   let s = 0;
   for (let i = 0; i < data.length; i++) s += data[i]!;
-  const k = reduction === 'mean' ? 1 / Math.max(count, 1) : 1;
+  const k = reduction === 'mean' ? (count === 0 ? NaN : 1 / count) : 1; // torch: mean over zero targets is NaN
   const out = Tensor.fromArray([s * k], [], { dtype: perRow.dtype as 'f32' | 'f64' });
   return recordOp(out, `${reduction}Reduce`, [perRow], (g) => [Tensor.full(perRow.shape, g.item() * k, { dtype: perRow.dtype })]);
 }

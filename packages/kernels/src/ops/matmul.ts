@@ -49,6 +49,7 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.ndim === 0 || b.ndim === 0) throw new Error(`matmul: operands must have at least one dimension, got a ${describe(a)} and b ${describe(b)}`);
+  if (a.ndim === 1 && b.ndim === 1) return mm(a.unsqueeze(0), b.unsqueeze(1)).reshape();
   if (a.ndim === 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.ndim === 1) return matmul(a, b.unsqueeze(1)).squeeze(-1);
   if (a.ndim === 2 && b.ndim === 2) return mm(a, b);
