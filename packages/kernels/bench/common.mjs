@@ -1,5 +1,6 @@
 // Shared helpers for the @farskip/kernels benches: timing, machine description, atomic JSON results.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,3 +82,62 @@ export function table(headers, rows) {
 }
 
 export const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? null : x.toFixed(d));
+
+function cpuTimes() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  } catch { return null; }
+}
+
+/**
+ * Fraction of the machine's CPU time used by OTHER processes over `ms` while this one sits idle (call it between
+ * measurements). Shared machines: a high value means every number of the run is noisy.
+ */
+export async function backgroundBusy(ms = 500) {
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  if (!a || !b || b.total === a.total) return null;
+  return Math.round(1000 * (1 - (b.idle - a.idle) / (b.total - a.total))) / 10; // percent
+}
+
+/**
+ * The machine's f32 FMA ceiling, measured now by bench/fma_peak.c (register-only FMA loops, 12 accumulators,
+ * AVX-512 and AVX2), compiled with `cc -O2` into a temp dir and called through koffi. `measure(reps)` may be
+ * called repeatedly; `peak` keeps the best GFLOP/s seen per `${isa}x${threads}` (on a shared machine the
+ * ceiling is the best moment of the run). Never throws: without a compiler `peakFor` returns null.
+ */
+export function createFmaPeak(koffi, threadCounts, notes) {
+  const flags = cpuFlags();
+  const isas = [...(flags.has('avx512f') ? [512] : []), ...(flags.has('fma') && flags.has('avx2') ? [256] : [])];
+  const peak = {};
+  let fn = null, dir = null;
+  if (isas.length) {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'fs-fma-'));
+    const so = path.join(dir, 'libfma_peak.so');
+    try {
+      execFileSync(process.env.CC || 'cc', ['-O2', '-shared', '-fPIC', '-pthread', path.join(benchDir, 'fma_peak.c'), '-o', so], { stdio: 'pipe' });
+      fn = koffi.load(so).func('double fma_peak_gflops(int isa, int threads, long iters)');
+    } catch (e) {
+      notes.push(`FMA peak not measured: could not build/load bench/fma_peak.c (${String(e.message ?? e).split('\n')[0]})`);
+    }
+  } else notes.push('FMA peak not measured: the CPU reports neither AVX-512F nor AVX2+FMA.');
+  const measure = (reps = 1) => {
+    if (!fn) return;
+    for (const isa of isas) {
+      for (const t of threadCounts) {
+        const probe = 2e6, flopIter = 12 * (isa === 512 ? 16 : 8) * 2;
+        const g0 = fn(isa, t, probe);
+        const iters = Math.max(probe, Math.round((g0 * 1e9 * 0.1) / (flopIter * t))); // ~100 ms per run
+        const k = `${isa}x${t}`;
+        peak[k] = Math.max(peak[k] ?? 0, g0);
+        for (let r = 0; r < reps; r++) peak[k] = Math.max(peak[k], fn(isa, t, iters));
+      }
+    }
+  };
+  const peakFor = (t) => Math.max(0, ...isas.map((isa) => peak[`${isa}x${t}`] ?? 0)) || null;
+  const dispose = () => { if (dir) rmSync(dir, { recursive: true, force: true }); dir = null; };
+  return { peak, measure, peakFor, dispose };
+}

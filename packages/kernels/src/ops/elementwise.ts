@@ -17,13 +17,13 @@ type Kind = 'add' | 'sub' | 'mul';
 function binary(kind: Kind, a: Tensor, b: Tensor): Tensor {
   const dtype = commonDtype(kind, { a, b });
   if (dtype === 'bf16') return withF32([a, b], (x, y) => binary(kind, x, y));
+  if (sameShape(a.shape, b.shape)) return same(kind, a, b);
   let shape: number[];
   try {
     shape = broadcastShapes(a.shape, b.shape, kind);
   } catch {
     throw new Error(`${kind}: a ${describe(a)} and b ${describe(b)} do not broadcast (trailing dimensions must be equal or 1)`);
   }
-  if (sameShape(a.shape, b.shape)) return same(kind, a, b);
   if (sameShape(shape, a.shape) && isSuffix(a.shape, b.shape)) return rowOp(kind, a, b, false);
   if (sameShape(shape, b.shape) && isSuffix(b.shape, a.shape) && kind !== 'sub') return rowOp(kind, b, a, true);
   return same(kind, sameShape(a.shape, shape) ? a : a.expand(...shape), sameShape(b.shape, shape) ? b : b.expand(...shape));

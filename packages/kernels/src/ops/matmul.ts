@@ -17,8 +17,8 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
   const batched = a.ndim === 3;
   const batch = batched ? a.shape[0]! : 1;
   if (batched && b.shape[0] !== batch) throw new Error(`matmul: batch sizes differ: a ${describe(a)} vs b ${describe(b)}`);
-  const [ar, ac] = a.shape.slice(-2) as [number, number];
-  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const nd = a.ndim;
+  const ar = a.shape[nd - 2]!, ac = a.shape[nd - 1]!, br = b.shape[nd - 2]!, bc = b.shape[nd - 1]!;
   const M = transA ? ac : ar, K = transA ? ar : ac;
   const Kb = transB ? bc : br, N = transB ? br : bc;
   if (K !== Kb) {

@@ -19,17 +19,23 @@ export function requireIndex(op: string, name: string, t: Tensor): Int32Array {
   return t.data as Int32Array;
 }
 
-/** All float operands must share one dtype; the error names each operand. */
+/** All float operands must share one dtype; the error names each operand. (Hot path: no allocation.) */
 export function commonDtype(op: string, operands: Record<string, Tensor>): FloatDType {
-  const entries = Object.entries(operands);
-  for (const [name, t] of entries) requireFloat(op, name, t);
-  const [firstName, first] = entries[0]!;
-  for (const [name, t] of entries.slice(1)) {
-    if (t.dtype !== first.dtype) {
+  let dtype: DType | null = null;
+  let firstName = '';
+  for (const name in operands) {
+    const t = operands[name]!;
+    if (dtype === null) {
+      requireFloat(op, name, t);
+      dtype = t.dtype;
+      firstName = name;
+    } else if (t.dtype !== dtype) {
+      requireFloat(op, name, t);
+      const first = operands[firstName]!;
       throw new Error(`${op}: ${firstName} is ${describe(first)} but ${name} is ${describe(t)}; convert one with .to('${first.dtype}')`);
     }
   }
-  return first.dtype as FloatDType;
+  return dtype as FloatDType;
 }
 
 export function lastDim(op: string, name: string, t: Tensor): number {
