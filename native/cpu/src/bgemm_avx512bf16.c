@@ -55,11 +55,13 @@ static void pack_b(int tB, const uint16_t *B, int64_t ldb, int64_t k0, int64_t k
           for (int c = 0; c < BNR; c++) dst[q * BNR + c] = c < cols ? pair(r0[c], r1 ? r1[c] : 0) : 0;
       }
     } else {
-      for (int c = 0; c < BNR; c++) {
-        if (c >= cols) { for (int64_t q = 0; q < kp; q++) dst[q * BNR + c] = 0; continue; }
-        const uint16_t *s = B + (j0 + q0 + c) * ldb + k0;
-        for (int64_t q = 0; q < kp; q++) dst[q * BNR + c] = pair(s[2 * q], 2 * q + 1 < kc ? s[2 * q + 1] : 0);
-      }
+      for (int64_t qb = 0; qb < kp; qb += 16) /* 16-pair slabs keep the strided writes inside L1 */
+        for (int c = 0; c < BNR; c++) {
+          int64_t qe = FS_MIN(kp, qb + 16);
+          if (c >= cols) { for (int64_t q = qb; q < qe; q++) dst[q * BNR + c] = 0; continue; }
+          const uint16_t *s = B + (j0 + q0 + c) * ldb + k0;
+          for (int64_t q = qb; q < qe; q++) dst[q * BNR + c] = pair(s[2 * q], 2 * q + 1 < kc ? s[2 * q + 1] : 0);
+        }
     }
   }
 }
