@@ -1,23 +1,14 @@
 // rope (HF rotate-half, partial rotary, positions [T] / [B, T]), attention (causal / non-causal, GQA, Tq < Tk,
 // Dv != D, custom scale) and KVCache decoding: f32 forward against the float64 reference on both backends,
 // f64 gradcheck, f32 backward against f64 gradients.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { noGrad } from '@farskip/tensor';
-import { KVCache, attention, backendInfo, rope, ropeInvFreq, useBackend } from '@farskip/kernels';
+import { KVCache, attention, rope, ropeInvFreq } from '@farskip/kernels';
 import {
   Rng, assertClose, attentionRef, expectF32GradsMatchF64, expectGradcheck, gradsOf, maxAbs, prod, ropeRef, roundAllBf16, roundAllF32, t,
 } from './reference64.js';
+import { forBackends } from './for-backends.js';
 
-const NATIVE = backendInfo().backend === 'native';
-const BACKENDS = [NATIVE ? 'auto (native)' : 'auto (ts fallback: native not built)', 'ts'] as const;
-
-function forBackends(body: () => void): void {
-  describe.each(BACKENDS)('backend %s', (label) => {
-    beforeEach(() => { useBackend(label === 'ts' ? 'ts' : 'auto'); });
-    afterEach(() => { useBackend('auto'); });
-    body();
-  });
-}
 
 interface RopeCase { shape: [number, number, number, number]; pos: 'T' | 'BT'; rot?: number; theta?: number }
 const ROPE_CASES: RopeCase[] = [

@@ -1,22 +1,13 @@
 // add / sub / mul (NumPy broadcasting), scale / neg / addScalar, sum / mean: f32 forward against the float64
 // reference on both backends, f64 gradcheck, f32 backward against f64 gradients, bf16.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Tensor } from '@farskip/tensor';
-import { add, addScalar, backendInfo, mean, mul, neg, scale, sub, sum, useBackend } from '@farskip/kernels';
+import { add, addScalar, mean, mul, neg, scale, sub, sum, useBackend } from '@farskip/kernels';
 import {
   Rng, assertClose, binaryRef, expectF32GradsMatchF64, expectGradcheck, gradsOf, maxAbs, prod, roundAllBf16, roundAllF32, sumRef, t,
 } from './reference64.js';
+import { BACKENDS, forBackends } from './for-backends.js';
 
-const NATIVE = backendInfo().backend === 'native';
-const BACKENDS = [NATIVE ? 'auto (native)' : 'auto (ts fallback: native not built)', 'ts'] as const;
-
-function forBackends(body: () => void): void {
-  describe.each(BACKENDS)('backend %s', (label) => {
-    beforeEach(() => { useBackend(label === 'ts' ? 'ts' : 'auto'); });
-    afterEach(() => { useBackend('auto'); });
-    body();
-  });
-}
 
 type BinOp = (a: Tensor, b: Tensor) => Tensor;
 const OPS: [string, BinOp, (x: number, y: number) => number][] = [

@@ -1,24 +1,15 @@
 // crossEntropy (ignoreIndex, all reductions), klDiv (temperature, reductions), AdamW / adamwStep: f32 forward
 // against the float64 reference on both backends, f64 gradcheck, f32 backward against f64 gradients, AdamW
 // against the torch.optim.AdamW formula, and bf16 parameters with an f32 master copy.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Tensor } from '@farskip/tensor';
-import { AdamW, adamwStep, backendInfo, crossEntropy, klDiv, mul, sub, sum, useBackend } from '@farskip/kernels';
+import { AdamW, adamwStep, crossEntropy, klDiv, mul, sub, sum } from '@farskip/kernels';
 import {
   Rng, adamwRefInit, adamwRefStep, assertClose, crossEntropyRef, expectF32GradsMatchF64, expectGradcheck, klDivRef, roundAllF32, roundBf16, t,
 } from './reference64.js';
+import { forBackends } from './for-backends.js';
 import type { Reduction } from './reference64.js';
 
-const NATIVE = backendInfo().backend === 'native';
-const BACKENDS = [NATIVE ? 'auto (native)' : 'auto (ts fallback: native not built)', 'ts'] as const;
-
-function forBackends(body: () => void): void {
-  describe.each(BACKENDS)('backend %s', (label) => {
-    beforeEach(() => { useBackend(label === 'ts' ? 'ts' : 'auto'); });
-    afterEach(() => { useBackend('auto'); });
-    body();
-  });
-}
 
 const REDUCTIONS: Reduction[] = ['mean', 'sum', 'none'];
 const LOSS_TOL = { atol: 2e-5, rtol: 1e-5 };

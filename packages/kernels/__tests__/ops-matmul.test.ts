@@ -1,23 +1,14 @@
 // mm / matmul / linear / groupedMatmul: f32 forward against the float64 reference (native when built, and
 // the TS backend), f64 gradcheck, f32 backward against f64 gradients, and the bf16 GEMM.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Tensor } from '@farskip/tensor';
-import { backendInfo, groupedMatmul, linear, matmul, mm, useBackend } from '@farskip/kernels';
+import { groupedMatmul, linear, matmul, mm, useBackend } from '@farskip/kernels';
 import {
   Rng, assertClose, bmmRef, expectF32GradsMatchF64, expectGradcheck, gradsOf, groupedMatmulRef, linearRef, matmulRef, maxAbs, roundAllBf16,
   roundAllF32, t,
 } from './reference64.js';
+import { BACKENDS, forBackends } from './for-backends.js';
 
-const NATIVE = backendInfo().backend === 'native';
-const BACKENDS = [NATIVE ? 'auto (native)' : 'auto (ts fallback: native not built)', 'ts'] as const;
-
-function forBackends(body: () => void): void {
-  describe.each(BACKENDS)('backend %s', (label) => {
-    beforeEach(() => { useBackend(label === 'ts' ? 'ts' : 'auto'); });
-    afterEach(() => { useBackend('auto'); });
-    body();
-  });
-}
 
 /** Unit-normal inputs: |C| ~ sqrt(K); f32 accumulation error stays well under 1e-5*sqrt(K). */
 const gemmTol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K), rtol: 1e-5 });

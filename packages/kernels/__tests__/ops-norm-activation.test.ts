@@ -1,22 +1,13 @@
 // rmsNorm, softmax / logSoftmax (last and middle dim), silu, swiglu, topk, embedding: f32 forward against the
 // float64 reference on both backends, f64 gradcheck, f32 backward against f64 gradients, bf16 rmsNorm.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backendInfo, embedding, logSoftmax, rmsNorm, silu, softmax, swiglu, topk, useBackend } from '@farskip/kernels';
+import { describe, expect, it } from 'vitest';
+import { embedding, logSoftmax, rmsNorm, silu, softmax, swiglu, topk, useBackend } from '@farskip/kernels';
 import {
   Rng, assertClose, embeddingRef, expectF32GradsMatchF64, expectGradcheck, gradsOf, maxAbs, prod, rmsNormRef, roundAllBf16, roundAllF32,
   siluRef, softmaxRef, swigluRef, t, topkRef,
 } from './reference64.js';
+import { BACKENDS, forBackends } from './for-backends.js';
 
-const NATIVE = backendInfo().backend === 'native';
-const BACKENDS = [NATIVE ? 'auto (native)' : 'auto (ts fallback: native not built)', 'ts'] as const;
-
-function forBackends(body: () => void): void {
-  describe.each(BACKENDS)('backend %s', (label) => {
-    beforeEach(() => { useBackend(label === 'ts' ? 'ts' : 'auto'); });
-    afterEach(() => { useBackend('auto'); });
-    body();
-  });
-}
 
 const TOL = { atol: 1e-6, rtol: 1e-5 };
 
