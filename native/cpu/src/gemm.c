@@ -1,61 +1,18 @@
 /* gemm.c: f32 GEMM driver (per ISA variant): packing, Goto loop nest, thread split, GEMV path, batched.
- * See gemm.h for the blocking scheme. Transposes are absorbed by the packing routines, so the microkernel and
- * hence the speed are the same for all four (transA, transB) combinations. */
+ * See gemm.h for the blocking scheme. Transposes are absorbed by the packing routines (gemm_pack.c), so the
+ * microkernel and hence the speed are the same for all four (transA, transB) combinations. Small problems take
+ * the no-pack path of gemm_small.c (AVX-512 build). */
 #include <stdlib.h>
 #include "gemm.h"
 
-/* Pack op(A)[i0:i0+mc, k0:k0+kc] into MR-row micro-panels, k-major, zero-padding the last panel. */
-static void pack_a(int tA, const float *A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *Ap) {
-  for (int64_t p = 0; p < mc; p += FS_MR) {
-    int64_t rows = FS_MIN(FS_MR, mc - p);
-    float *dst = Ap + p * kc;
-    if (tA) { /* A stored [K, M]: each k gives MR contiguous values */
-      const float *src = A + k0 * lda + i0 + p;
-      if (rows == FS_MR) {
-        for (int64_t k = 0; k < kc; k++)
-          for (int r = 0; r < FS_MR; r++) dst[k * FS_MR + r] = src[k * lda + r];
-      } else {
-        for (int64_t k = 0; k < kc; k++)
-          for (int r = 0; r < FS_MR; r++) dst[k * FS_MR + r] = r < rows ? src[k * lda + r] : 0.0f;
-      }
-    } else { /* A stored [M, K]: gather MR rows, 4 k at a time */
-      const float *src = A + (i0 + p) * lda + k0;
-      int64_t r = 0;
-      for (; r < rows; r++) {
-        const float *s = src + r * lda;
-        for (int64_t k = 0; k < kc; k++) dst[k * FS_MR + r] = s[k];
-      }
-      for (; r < FS_MR; r++)
-        for (int64_t k = 0; k < kc; k++) dst[k * FS_MR + r] = 0.0f;
-    }
-  }
-}
+#define pack_a FS_FN(pack_a)
+#define pack_b FS_FN(pack_b)
 
-/* Pack op(B)[k0:k0+kc, j0:j0+nc] into NR-column micro-panels, k-major, zero-padding the last panel. */
-static void pack_b(int tB, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *Bp) {
-  for (int64_t q = 0; q < nc; q += FS_NR) {
-    int64_t cols = FS_MIN(FS_NR, nc - q);
-    float *dst = Bp + q * kc;
-    if (!tB) { /* B stored [K, N]: NR contiguous values per k */
-      const float *src = B + k0 * ldb + j0 + q;
-      if (cols == FS_NR) {
-        for (int64_t k = 0; k < kc; k++)
-          for (int c = 0; c < FS_NR; c++) dst[k * FS_NR + c] = src[k * ldb + c];
-      } else {
-        for (int64_t k = 0; k < kc; k++)
-          for (int c = 0; c < FS_NR; c++) dst[k * FS_NR + c] = c < cols ? src[k * ldb + c] : 0.0f;
-      }
-    } else { /* B stored [N, K]: transpose NR rows */
-      const float *src = B + (j0 + q) * ldb + k0;
-      int64_t c = 0;
-      for (; c < cols; c++) {
-        const float *s = src + c * ldb;
-        for (int64_t k = 0; k < kc; k++) dst[k * FS_NR + c] = s[k];
-      }
-      for (; c < FS_NR; c++)
-        for (int64_t k = 0; k < kc; k++) dst[k * FS_NR + c] = 0.0f;
-    }
-  }
+/* KC step for depth K: ceil(K / blocks) rounded up to 16, so K = 2048 runs as 6 x 352 - 64 instead of
+ * 5 x 384 + 128 (a thin last block pays the C load/store of every tile for little work) */
+static int64_t kc_step(int64_t K) {
+  int64_t nblk = (K + FS_KC - 1) / FS_KC;
+  return FS_MIN(FS_KC, ((K + nblk - 1) / nblk + 15) & ~(int64_t)15);
 }
 
 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
@@ -72,17 +29,21 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 void FS_FN(sgemm_serial)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); if (K <= 0 || alpha == 0.0f) return; }
+  if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+#ifdef FS_SMALL_GEMM
+  if (FS_SMALL_OK(M, N, K)) { FS_FN(sgemm_small)(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+#endif
   int64_t kcmax = FS_MIN(K, FS_KC);
   int64_t mcmax = FS_MIN((M + FS_MR - 1) / FS_MR * FS_MR, FS_MC);
   int64_t ncmax = FS_MIN((N + FS_NR - 1) / FS_NR * FS_NR, FS_NC);
   float *Ap = (float *)fs_scratch(0, (size_t)(mcmax * kcmax) * sizeof(float));
   float *Bp = (float *)fs_scratch(1, (size_t)(ncmax * kcmax) * sizeof(float));
   if (!Ap || !Bp) return;
+  int64_t kstep = kc_step(K);
   for (int64_t jc = 0; jc < N; jc += FS_NC) {
     int64_t nc = FS_MIN(FS_NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += FS_KC) {
-      int64_t kc = FS_MIN(FS_KC, K - pc);
+    for (int64_t pc = 0; pc < K; pc += kstep) {
+      int64_t kc = FS_MIN(kstep, K - pc);
       float be = pc == 0 ? beta : 1.0f;
       const float *Bsrc = tB ? B + jc * ldb : B + jc;
       pack_b(tB, Bsrc, ldb, pc, kc, 0, nc, Bp);
@@ -212,10 +173,11 @@ static void gemm_team_shared(void *p, int tid, int nth) {
   int64_t kcmax = FS_MIN(g->K, FS_KC);
   float *Ap = (float *)fs_scratch(0, (size_t)(FS_MC_SHARED * kcmax) * sizeof(float));
   float *Bp = sj->Bp;
+  int64_t kstep = kc_step(g->K);
   for (int64_t jc = 0; jc < g->N; jc += FS_NC) {
     int64_t nc = FS_MIN(FS_NC, g->N - jc), nq = (nc + FS_NR - 1) / FS_NR;
-    for (int64_t pc = 0; pc < g->K; pc += FS_KC) {
-      int64_t kc = FS_MIN(FS_KC, g->K - pc);
+    for (int64_t pc = 0; pc < g->K; pc += kstep) {
+      int64_t kc = FS_MIN(kstep, g->K - pc);
       float be = pc == 0 ? g->beta : 1.0f;
       int64_t q0 = nq * tid / nth * FS_NR, q1 = FS_MIN(nc, nq * (tid + 1) / nth * FS_NR);
       fs_barrier_wait(&sj->bar, nth); /* everyone is done reading the previous B block */
@@ -242,6 +204,35 @@ static void gemm_team_shared(void *p, int tid, int nth) {
   }
 }
 
+#ifdef FS_SMALL_GEMM
+/* small path on 2+ threads: each thread runs the no-pack kernel on a block of whole 16-column groups or of
+ * whole 8-row strips of C (whichever split pads less); an NT thread transposes only its own columns of B. */
+typedef struct {
+  gemm_job g;
+  int split_n;
+} small_job;
+
+static void small_team(void *p, int tid, int nth) {
+  const small_job *sj = (const small_job *)p;
+  const gemm_job *g = &sj->g;
+  if (sj->split_n) {
+    int64_t nb = (g->N + 15) / 16;
+    int64_t n0 = FS_MIN(g->N, nb * tid / nth * 16), n1 = FS_MIN(g->N, nb * (tid + 1) / nth * 16);
+    if (n1 <= n0) return;
+    const float *B = g->tB ? g->B + n0 * g->ldb : g->B + n0;
+    FS_FN(sgemm_small)(g->tA, g->tB, g->M, n1 - n0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + n0,
+                       g->ldc);
+  } else {
+    int64_t mb = (g->M + 7) / 8;
+    int64_t m0 = FS_MIN(g->M, mb * tid / nth * 8), m1 = FS_MIN(g->M, mb * (tid + 1) / nth * 8);
+    if (m1 <= m0) return;
+    const float *A = g->tA ? g->A + m0 : g->A + m0 * g->lda;
+    FS_FN(sgemm_small)(g->tA, g->tB, m1 - m0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+                       g->C + m0 * g->ldc, g->ldc);
+  }
+}
+#endif
+
 void FS_FN(sgemm)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
@@ -256,6 +247,25 @@ void FS_FN(sgemm)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, 
   }
   double work = (double)M * (double)N * (double)K;
   int nth = fs_pool_size();
+#ifdef FS_SMALL_GEMM
+  /* small path: worth two threads from ~48^3 when the workers are spinning (fork/join < 1 us); below 160^3 with
+   * the workers asleep, run serially and wake them in the background so the next call of a loop finds them hot */
+  if (FS_SMALL_OK(M, N, K)) {
+    if (nth > 1 && !fs_in_parallel() && work >= FS_SMALL_PAR_WORK) {
+      if (work >= 160.0 * 160 * 160 || fs_pool_hot()) { /* big enough to pay a cold wake-up (~10-50 us) */
+        int64_t nb = (N + 15) / 16, mb = (M + 7) / 8;
+        double cn = (double)((nb + nth - 1) / nth) * 16 * (double)(mb * 8);
+        double cm = (double)((mb + nth - 1) / nth) * 8 * (double)(nb * 16) * (tB ? 1.1 : 1.0); /* NT: dup transpose */
+        small_job sj = {{tA, tB, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 1, 1}, cn <= cm};
+        fs_parallel_team(nth, small_team, &sj);
+        return;
+      }
+      fs_pool_warm();
+    }
+    FS_FN(sgemm_small)(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
   if (fs_in_parallel() || work < 96.0 * 96 * 96 || (work < 160.0 * 160 * 160 && !fs_pool_hot())) nth = 1;
   int64_t mb = (M + FS_MR - 1) / FS_MR, nb = (N + FS_NR - 1) / FS_NR;
   if (nth > mb * nb) nth = (int)(mb * nb);

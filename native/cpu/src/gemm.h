@@ -36,10 +36,32 @@
 #define FS_MC_SHARED 64
 #endif
 
+/* No-pack small-GEMM path (gemm_small.c, AVX-512 only): K <= 512 and K x N <= 128 Ki floats keep B in L2 and
+ * an 8-row A strip in L1; M <= 256 keeps it to sizes where packing is a visible share of the time. */
+#if defined(__AVX512F__)
+#define FS_SMALL_GEMM 1
+#define FS_SMALL_OK(M, N, K) ((K) <= 512 && (K) * (N) <= 131072 && (M) <= 256)
+#define FS_SMALL_PAR_WORK (44.0 * 44 * 44) /* M*N*K from which the small path uses the (hot) pool */
+FS_HIDDEN void FS_FN(sgemm_small)(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                                  int64_t ldc);
+#endif
+
+/* threadpool.c: wake sleeping workers without waiting for them (an empty job), so that the next parallel job
+ * finds them spinning; used by GEMMs that run serially only because the pool is cold. */
+FS_HIDDEN void fs_pool_warm(void);
+
 /* C[mr x nr] = alpha * (A_panel @ B_panel) + beta * C (beta == 0: C not read). mr <= MR, nr <= NR; the panels
  * are zero padded to full MR / NR so the kernel always computes the full tile and masks the store. */
 FS_HIDDEN void FS_FN(sgemm_ukr)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
                                 float alpha, float beta);
+
+/* gemm_pack.c: pack op(A)[i0:i0+mc, k0:k0+kc] into MR-row micro-panels / op(B)[k0:k0+kc, j0:j0+nc] into
+ * NR-column micro-panels, k-major, zero padding the last panel (Bp must be 64-byte aligned) */
+FS_HIDDEN void FS_FN(pack_a)(int tA, const float *A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                             float *Ap);
+FS_HIDDEN void FS_FN(pack_b)(int tB, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                             float *Bp);
 
 /* single-threaded blocked GEMM on the sub-block rows [m0,m1) x cols [n0,n1) of C (used by the driver and by
  * callers that parallelise across independent GEMMs themselves) */

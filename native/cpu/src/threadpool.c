@@ -130,6 +130,8 @@ void fs_parallel_team(int nth, fs_team_fn fn, void *ctx) {
   ensure_workers();
   if (nth > P.nworkers + 1) nth = P.nworkers + 1;
   if (nth <= 1) { fn(ctx, 0, 1); return; }
+  /* an fs_pool_warm() wake-up may still be in flight: its acknowledgements must land before the job is set */
+  while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) FS_PAUSE();
   P.fn = fn;
   P.ctx = ctx;
   P.job_nth = nth;
@@ -145,6 +147,27 @@ void fs_parallel_team(int nth, fs_team_fn fn, void *ctx) {
   fn(ctx, 0, nth);
   tl_in_parallel = 0;
   while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) FS_PAUSE();
+  atomic_store(&P.last_job_ns, now_ns());
+}
+
+/* Publish an empty job (job_nth = 1: no worker runs anything) and broadcast to sleepers, without waiting for
+ * the acknowledgements: the workers wake in the background (tens of us on a VM) and then spin FS_SPIN_NS, so a
+ * loop of mid-size GEMMs that starts cold turns parallel from its next call. fs_parallel_team waits for the
+ * pending acknowledgements before publishing a real job. */
+void fs_pool_warm(void) {
+  pthread_once(&once, init_once);
+  if (P.want <= 1 || tl_in_parallel) return;
+  ensure_workers();
+  if (P.nworkers == 0 || atomic_load(&P.pending) != 0) return;
+  if (atomic_load(&P.sleepers) == 0 && now_ns() - atomic_load(&P.last_job_ns) < FS_SPIN_NS / 2) return;
+  P.job_nth = 1;
+  atomic_store(&P.pending, P.nworkers);
+  atomic_fetch_add(&P.gen, 1);
+  if (atomic_load(&P.sleepers) > 0) {
+    pthread_mutex_lock(&P.mu);
+    pthread_cond_broadcast(&P.cv);
+    pthread_mutex_unlock(&P.mu);
+  }
   atomic_store(&P.last_job_ns, now_ns());
 }
 

@@ -32,6 +32,30 @@ export function allocate<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
   }
 }
 
+/**
+ * Like `allocate` but the contents are unspecified (torch.empty): for outputs a kernel overwrites completely.
+ * Uses the runtime's uninitialised allocation when it has one (Node and Bun: Buffer.allocUnsafe, which skips
+ * zero-filling and V8's slower ArrayBuffer path: ~1 µs instead of ~6 µs for 64 KiB); plain `allocate` elsewhere.
+ */
+export function allocateUninitialized<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
+  const unsafe = bufferAllocUnsafe;
+  if (!unsafe || n < 64) return allocate(dtype, n);
+  const bytes = bytesPerElement(dtype);
+  const b = unsafe(n * bytes); // Node aligns pooled slices to 8 bytes, enough for every dtype here
+  switch (dtype) {
+    case 'f32': return new Float32Array(b.buffer, b.byteOffset, n) as DTypeArrays[D];
+    case 'f64': return new Float64Array(b.buffer, b.byteOffset, n) as DTypeArrays[D];
+    case 'bf16': return new Uint16Array(b.buffer, b.byteOffset, n) as DTypeArrays[D];
+    case 'i32': return new Int32Array(b.buffer, b.byteOffset, n) as DTypeArrays[D];
+    default: return allocate(dtype, n);
+  }
+}
+
+type AllocUnsafe = (size: number) => { buffer: ArrayBuffer; byteOffset: number };
+// Feature-detected, not imported, so the package still runs where there is no Buffer (browsers, Deno without
+// node compat).
+const bufferAllocUnsafe: AllocUnsafe | undefined = (globalThis as { Buffer?: { allocUnsafe?: AllocUnsafe } }).Buffer?.allocUnsafe;
+
 export function dtypeOfArray(a: TypedArray): DType {
   if (a instanceof Float32Array) return 'f32';
   if (a instanceof Float64Array) return 'f64';

@@ -2,7 +2,7 @@
 // differentiable ops live in @farskip/kernels.
 export { Tensor, tensor } from './tensor.js';
 export type { TensorOptions, NestedArray } from './tensor.js';
-export { DTYPES, allocate, bytesPerElement, convertArray, dtypeOfArray, isFloatDType, f32ToBf16Bits, bf16BitsToF32 } from './dtype.js';
+export { DTYPES, allocate, allocateUninitialized, bytesPerElement, convertArray, dtypeOfArray, isFloatDType, f32ToBf16Bits, bf16BitsToF32 } from './dtype.js';
 export type { DType, FloatDType, TypedArray, DTypeArrays } from './dtype.js';
 export { parseDevice } from './device.js';
 export type { Device } from './device.js';

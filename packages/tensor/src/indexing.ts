@@ -2,7 +2,7 @@
 // are range-checked with an error that names the offending index. Accumulation (scatterAdd, the backward of
 // indexSelect/gather) happens in float64 and is rounded once into the tensor's dtype.
 import { recordOp } from './autograd.js';
-import { type DType, type TypedArray, allocate, bf16BitsToF32, convertArray } from './dtype.js';
+import { type DType, type TypedArray, allocateUninitialized, bf16BitsToF32, convertArray } from './dtype.js';
 import { formatShape, normDim, numelOf } from './shape.js';
 import { Tensor } from './tensor.js';
 
@@ -39,7 +39,7 @@ export function indexSelect<D extends DType>(x: Tensor<D>, dim: number, index: T
   const n = idx.length;
   const shape = [...x.shape]; shape[d] = n;
   const src = x.data as TypedArray;
-  const out = allocate(x.dtype, outer * n * inner) as TypedArray;
+  const out = allocateUninitialized(x.dtype, outer * n * inner) as TypedArray;
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < n; j++) {
       const from = (o * size + idx[j]!) * inner;
@@ -102,7 +102,7 @@ export function gather<D extends DType>(x: Tensor<D>, dim: number, index: Tensor
   checkRange(idx, x.shape[d]!, 'gather');
   const offs = scatterOffsets(index.shape, x.shape, d, idx);
   const src = x.data as TypedArray;
-  const out = allocate(x.dtype, idx.length) as TypedArray;
+  const out = allocateUninitialized(x.dtype, idx.length) as TypedArray;
   for (let p = 0; p < offs.length; p++) out[p] = src[offs[p]!]!;
   const result = new Tensor(out as never, index.shape, { dtype: x.dtype, device: x.device }) as Tensor<D>;
   return recordOp(result, 'gather', [x], (g) => {
@@ -130,7 +130,7 @@ export function scatterAdd<D extends DType>(x: Tensor<D>, dim: number, index: Te
   const result = fromF64(acc, x, x.shape);
   return recordOp(result, 'scatterAdd', [x, src], (g) => {
     const gs = g.data as TypedArray;
-    const gsrc = allocate(g.dtype, offs.length) as TypedArray;
+    const gsrc = allocateUninitialized(g.dtype, offs.length) as TypedArray;
     for (let p = 0; p < offs.length; p++) gsrc[p] = gs[offs[p]!]!;
     return [g, new Tensor(gsrc as never, src.shape, { dtype: g.dtype, device: g.device })];
   });

@@ -1,7 +1,7 @@
 // Tensor: shape, dtype, device and a contiguous row-major storage (a typed array, possibly a view into a
 // larger buffer). Views that keep contiguity (reshape, leading-dim slices) share storage; anything else copies.
 import { type BackwardOptions, Node, runBackward } from './autograd.js';
-import { type DType, type DTypeArrays, type TypedArray, allocate, bf16BitsToF32, convertArray, dtypeOfArray, f32ToBf16Bits } from './dtype.js';
+import { type DType, type DTypeArrays, type TypedArray, allocate, allocateUninitialized, bf16BitsToF32, convertArray, dtypeOfArray, f32ToBf16Bits } from './dtype.js';
 import type { Device } from './device.js';
 import { registerEngineOps } from './registry.js';
 import { type Shape, checkShape, formatShape, numelOf } from './shape.js';
@@ -54,6 +54,12 @@ export class Tensor<D extends DType = DType> {
     checkShape(shape);
     const dtype = (options.dtype ?? 'f32') as D;
     return new Tensor(allocate(dtype, numelOf(shape)), shape, { ...options, dtype });
+  }
+
+  /** A tensor whose contents are unspecified (torch.empty); for outputs that are written completely. */
+  static empty<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    const dtype = (options.dtype ?? 'f32') as D;
+    return new Tensor(allocateUninitialized(dtype, numelOf(shape)), shape, { ...options, dtype });
   }
 
   static full<D extends DType = 'f32'>(shape: Shape, value: number, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {

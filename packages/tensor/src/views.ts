@@ -1,7 +1,7 @@
 // Views and data movement, all differentiable. Storage stays contiguous: reshape and leading-dimension
 // slices share storage; transpose/permute/other slices/expand copy (the kernels only ever see contiguous data).
 import { recordOp } from './autograd.js';
-import { type DType, type TypedArray, allocate, bf16BitsToF32, convertArray, isFloatDType } from './dtype.js';
+import { type DType, type TypedArray, allocateUninitialized, bf16BitsToF32, convertArray, isFloatDType } from './dtype.js';
 import { type Shape, formatShape, normDim, numelOf, stridesOf } from './shape.js';
 import { Tensor } from './tensor.js';
 
@@ -58,7 +58,7 @@ export function squeeze<D extends DType>(x: Tensor<D>, dim?: number): Tensor<D> 
 /** Copies `src` (shape `shape`) into a new array laid out as the permutation `perm` of its dimensions. */
 function permuteData(src: TypedArray, shape: Shape, perm: readonly number[], dtype: DType): TypedArray {
   const n = numelOf(shape);
-  const out = allocate(dtype, n) as TypedArray;
+  const out = allocateUninitialized(dtype, n) as TypedArray;
   const inStrides = stridesOf(shape);
   const outShape = perm.map((p) => shape[p]!);
   const ndim = shape.length;
@@ -120,7 +120,7 @@ export function slice<D extends DType>(x: Tensor<D>, dim: number, start: number,
   let data: TypedArray;
   if (outer === 1) data = src.subarray(s * inner, e * inner) as TypedArray; // contiguous: share storage
   else {
-    data = allocate(x.dtype, outer * (e - s) * inner) as TypedArray;
+    data = allocateUninitialized(x.dtype, outer * (e - s) * inner) as TypedArray;
     for (let o = 0; o < outer; o++) data.set(src.subarray((o * size + s) * inner, (o * size + e) * inner) as never, o * (e - s) * inner);
   }
   const out = make(x, data, shape);
@@ -146,7 +146,7 @@ export function cat<D extends DType>(tensors: readonly Tensor<D>[], dim = 0): Te
   const total = sizes.reduce((a, b) => a + b, 0);
   const shape = [...first.shape]; shape[d] = total;
   const [outer, , inner] = split3(shape, d);
-  const out = allocate(first.dtype, numelOf(shape)) as TypedArray;
+  const out = allocateUninitialized(first.dtype, numelOf(shape)) as TypedArray;
   let off = 0;
   for (const t of tensors) {
     const len = t.shape[d]! * inner;
@@ -186,7 +186,7 @@ export function expand<D extends DType>(x: Tensor<D>, shape: readonly number[]):
   const inStrides = stridesOf(inShape).map((st, i) => (inShape[i] === 1 ? 0 : st));
   const total = numelOf(target);
   const src = x.data as TypedArray;
-  const out = allocate(x.dtype, total) as TypedArray;
+  const out = allocateUninitialized(x.dtype, total) as TypedArray;
   const outStrides = stridesOf(target);
   for (let i = 0; i < total; i++) {
     let rem = i, off = 0;

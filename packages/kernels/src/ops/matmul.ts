@@ -28,14 +28,14 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
   const be = cpuBackend(dtype);
   let out: Tensor;
   if (dtype === 'bf16') {
-    const c = new Float32Array(batch * M * N);
+    const c = Tensor.empty([batch * M * N]).data as Float32Array;
     for (let i = 0; i < batch; i++) {
       be.bgemm(transA, transB, M, N, K, 1, (a.data as Uint16Array).subarray(i * ar * ac), ac, (b.data as Uint16Array).subarray(i * br * bc), bc,
         0, c.subarray(i * M * N), N);
     }
     out = new Tensor(c, shape).to('bf16').detach();
   } else {
-    out = Tensor.zeros(shape, { dtype });
+    out = Tensor.empty(shape, { dtype });
     be.sgemmBatched(batch, transA, transB, M, N, K, 1, arr(a), ac, ar * ac, arr(b), bc, br * bc, 0, arr(out), N, M * N);
   }
   return recordOp(out, 'matmul', [a, b], (g) => [
@@ -114,14 +114,14 @@ export function groupedMatmul(x: Tensor, w: Tensor, groupSizes: Tensor, options:
 function groupedForward(x: Tensor, w: Tensor, offsets: Int32Array, transW: boolean, N: number, K: number): Tensor {
   const E = offsets.length - 1;
   const be = cpuBackend(x.dtype);
-  const y = Tensor.zeros([x.shape[0]!, N], { dtype: x.dtype });
+  const y = Tensor.empty([x.shape[0]!, N], { dtype: x.dtype });
   be.groupedSgemm(E, offsets, transW, N, K, arr(x), arr(w), 0, arr(y));
   return recordOp(y, 'groupedMatmul', [x, w], (g) => {
     let dx: Tensor | null = null, dw: Tensor | null = null;
     if (x.requiresGrad) dx = groupedForward(g, w, offsets, !transW, K, N);
     if (w.requiresGrad) {
       // dW is not itself differentiable here (no double backward through expert weights)
-      dw = Tensor.zeros(w.shape, { dtype: w.dtype });
+      dw = Tensor.empty(w.shape, { dtype: w.dtype }); // beta 0: every expert's block is written, empty groups as zeros
       cpuBackend(x.dtype).groupedSgemmWgrad(E, offsets, transW, N, K, arr(x), arr(g), 0, arr(dw));
     }
     return [dx, dw];

@@ -18,7 +18,7 @@ export function topk(x: Tensor, k: number): TopK {
   const rows = n === 0 ? 0 : x.numel / n;
   const shape = [...x.shape.slice(0, -1), k];
   const values = empty(shape, x.dtype);
-  const indices = Tensor.zeros(shape, { dtype: 'i32' });
+  const indices = Tensor.empty(shape, { dtype: 'i32' });
   cpuBackend(x.dtype).topk(rows, n, k, arr(x), arr(values), indices.data as Int32Array);
   recordOp(values, 'topk', [x], (g) => {
     // scatter each selected value's gradient back to its position

@@ -43,9 +43,9 @@ export function lastDim(op: string, name: string, t: Tensor): number {
   return t.shape[t.ndim - 1]!;
 }
 
-/** A fresh output tensor of `dtype` (f32 or f64 storage; bf16 goes through withF32). */
+/** A fresh output tensor of `dtype` with unspecified contents: every kernel output is written completely. */
 export function empty(shape: readonly number[], dtype: DType): Tensor {
-  return Tensor.zeros(shape, { dtype });
+  return Tensor.empty(shape, { dtype });
 }
 
 export function arr(t: Tensor): FloatArray {
