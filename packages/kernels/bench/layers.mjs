@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { Tensor, gather, indexSelect, noGrad, scatterAdd } from '@farskip/tensor';
+import { Tensor, gather, indexAdd, indexSelect, noGrad } from '@farskip/tensor';
 import {
   AdamW, add, attention, backendInfo, cpuBackend, crossEntropy, embedding, groupedMatmul, linear, mm, mul, rmsNorm,
   rope, scale, softmax, swiglu, topk,
@@ -124,7 +124,7 @@ function makeMoE() {
 }
 
 /** Routing bookkeeping (integers only, not differentiated): sort the N*k (token, slot) assignments by expert. */
-function route(indices, N, k, E, d) {
+function route(indices, N, k, E) {
   const idx = indices.data;
   const sizes = new Int32Array(E);
   for (let i = 0; i < N * k; i++) sizes[idx[i]]++;
@@ -132,12 +132,7 @@ function route(indices, N, k, E, d) {
   for (let e = 1; e < E; e++) start[e] = start[e - 1] + sizes[e - 1];
   const tok = new Int32Array(N * k), pos = new Int32Array(N * k);
   for (let i = 0; i < N * k; i++) { const p = start[idx[i]]++; tok[p] = (i / k) | 0; pos[p] = i; }
-  const scatterIdx = new Int32Array(N * k * d);
-  for (let r = 0; r < N * k; r++) scatterIdx.fill(tok[r], r * d, (r + 1) * d);
-  return {
-    sizes: new Tensor(sizes, [E]), tok: new Tensor(tok, [N * k]), pos: new Tensor(pos, [N * k]),
-    scatter: new Tensor(scatterIdx, [N * k, d]),
-  };
+  return { sizes: new Tensor(sizes, [E]), tok: new Tensor(tok, [N * k]), pos: new Tensor(pos, [N * k]) };
 }
 
 /** The MoE MLP on u = rmsNorm(x) [N, d]: shared expert + routed top-k experts. `prof` (optional) collects ms per stage. */
@@ -152,8 +147,8 @@ function moeMlp(p, u, prof = null) {
   // renormalised top-k weights: p_i / sum_topk p_j == softmax over the top-k logits (same value, same gradient)
   const w = softmax(gather(logits, 1, indices)); // [N, k]
   lap('router: linear, softmax, top-2, renormalise');
-  const r = route(indices, N, k, E, d);
-  lap('routing bookkeeping (JS counting sort, scatter index)');
+  const r = route(indices, N, k, E);
+  lap('routing bookkeeping (JS counting sort)');
   const xs = indexSelect(u, 0, r.tok); // [N*k, d] permuted by expert
   lap('permute tokens (indexSelect)');
   const h = swiglu(groupedMatmul(xs, p.wGate, r.sizes, { transW: true }), groupedMatmul(xs, p.wUp, r.sizes, { transW: true }));
@@ -162,8 +157,8 @@ function moeMlp(p, u, prof = null) {
   const ws = indexSelect(w.reshape(N * k, 1), 0, r.pos); // routing weight of each permuted row
   const yw = mul(y, ws);
   lap('scale by routing weight (indexSelect, mul)');
-  const routed = scatterAdd(Tensor.zeros([N, d]), 0, r.scatter, yw);
-  lap('scatter back (scatterAdd)');
+  const routed = indexAdd(Tensor.zeros([N, d]), 0, r.tok, yw); // unpermute: each row back to its token
+  lap('unpermute (indexAdd)');
   const shared = linear(swiglu(linear(u, p.sGate), linear(u, p.sUp)), p.sDown);
   lap('shared expert (linear, swiglu, linear)');
   const out = add(shared, routed);
@@ -331,7 +326,7 @@ if (gemmPeak) {
   const profTotal = Object.values(moeProfile).reduce((a, b) => a + b, 0);
   const gemmStage = (moeProfile['experts: groupedMatmul gate/up, swiglu, down'] ?? 0) + (moeProfile['shared expert (linear, swiglu, linear)'] ?? 0);
   notes.push(`MoE layer GEMM work: ${(moeGemmFlop / 1e9).toFixed(2)} GFLOP forward, ~${(3 * moeGemmFlop / 1e9).toFixed(2)} fwd+bwd -> ${(moeGemmFlop / 1e6 / (0.6 * gemmPeak)).toFixed(1)} ms forward / ${(3 * moeGemmFlop / 1e6 / (0.6 * gemmPeak)).toFixed(1)} ms fwd+bwd at 60% of peak if the GEMMs were all; measured ${moeFwd.ms.toFixed(1)} / ${moeFb.ms.toFixed(1)} ms. ` +
-    `Forward profile: expert + shared GEMM stages ${gemmStage.toFixed(1)} of ${profTotal.toFixed(1)} ms (${(100 * gemmStage / profTotal).toFixed(0)}%); the rest is routing and data movement (router/softmax/topk, indexSelect, the [N*k, d] scatterAdd index, mul with an expanded [N*k,1] weight). ` +
+    `Forward profile: expert + shared GEMM stages ${gemmStage.toFixed(1)} of ${profTotal.toFixed(1)} ms (${(100 * gemmStage / profTotal).toFixed(0)}%); the rest is routing and data movement (router/softmax/topk, indexSelect, indexAdd, mul with the [N*k,1] routing weight). ` +
     `The expert GEMMs are small (${CFG.experts} groups of ~${(NTOK * CFG.topk / CFG.experts) | 0} rows x K ${CFG.d} or ${CFG.ffn}), so they run well below the large-shape GEMM rate.`);
 }
 notes.push('Unfused reference = our own mm (batched, transB) + scale + additive causal mask + softmax + mm, with GQA heads materialised by expand; it computes the full T×T scores (2x the causal FLOPs) and materialises them, so its GFLOP/s uses the same causal count for a like-for-like time ratio.');

@@ -1,6 +1,6 @@
 // Views and indexing against index arithmetic written out here; backward by gradcheck in f64.
 import { describe, expect, it } from 'vitest';
-import { Tensor, cat, split, indexSelect, gather, scatterAdd, gradcheck, tensor } from '@farskip/tensor';
+import { Tensor, cat, split, indexSelect, indexAdd, gather, scatterAdd, gradcheck, tensor } from '@farskip/tensor';
 
 const rnd = (shape: number[], seed: number): Tensor => Tensor.randn(shape, { dtype: 'f64', seed, requiresGrad: true });
 const ids = (vals: number[], shape = [vals.length]): Tensor => Tensor.fromArray(vals, shape, { dtype: 'i32' });
@@ -39,6 +39,11 @@ describe('views', () => {
     const s = scatterAdd(Tensor.zeros([2, 3]), 1, ids([0, 0, 2, 1], [2, 2]), tensor([[1, 2], [3, 4]]));
     expect(s.toArray()).toEqual([3, 0, 0, 0, 4, 3]);
     expect(() => indexSelect(x, 0, ids([2]))).toThrow(/index 2 .* size 2/);
+    // index_add along dim 0 with a repeated row (the MoE combine), and along dim 1
+    const base = tensor([[1, 1], [2, 2], [3, 3]]);
+    expect(indexAdd(base, 0, ids([2, 0, 2]), tensor([[10, 20], [30, 40], [50, 60]])).toArray()).toEqual([31, 41, 2, 2, 63, 83]);
+    expect(indexAdd(base, 1, ids([1]), tensor([[5], [6], [7]])).toArray()).toEqual([1, 6, 2, 8, 3, 10]);
+    expect(() => indexAdd(base, 0, ids([0]), tensor([[1, 2, 3]]))).toThrow(/src shape \[1, 3\].*\[3, 2\]/);
     expect(() => gather(x, 1, tensor([[0]]))).toThrow(/i32/);
   });
 
@@ -64,6 +69,12 @@ describe('views', () => {
       const r = await gradcheck(fn, [rnd(shape, 7)]);
       expect(r.ok, `${name}: ${r.message}`).toBe(true);
     }
+    const base = rnd([3, 2], 3), rows = rnd([4, 2], 4);
+    const ia = await gradcheck((a, b) => indexAdd(a, 0, ids([2, 0, 2, 1]), b), [base, rows]);
+    expect(ia.ok, ia.message).toBe(true);
+    // bf16 accumulates in f64 and rounds once: 1 + 2^-8 four times = 1 + 2^-6 exactly representable
+    const acc = indexAdd(Tensor.ones([1, 1], { dtype: 'bf16' }), 0, ids([0, 0, 0, 0]), Tensor.full([4, 1], 2 ** -8, { dtype: 'bf16' }));
+    expect(acc.toArray()).toEqual([1 + 2 ** -6]);
     const self = rnd([2, 3], 1), src = rnd([2, 2], 2);
     const r = await gradcheck((a, b) => scatterAdd(a, 1, ids([0, 0, 2, 1], [2, 2]), b), [self, src]);
     expect(r.ok, r.message).toBe(true);

@@ -12,7 +12,7 @@ export { Node, isGradEnabled, noGrad, recordOp, runBackward, setGradEnabled } fr
 export type { BackwardFn, BackwardOptions, GradList } from './autograd.js';
 export { registerEngineOps } from './registry.js';
 export type { EngineOps } from './registry.js';
-export { cat, split, indexSelect, gather, scatterAdd, sumToShape } from './views.js';
+export { cat, split, indexSelect, indexAdd, gather, scatterAdd, sumToShape } from './views.js';
 export { gradcheck } from './gradcheck.js';
 export type { GradcheckOptions, GradcheckResult } from './gradcheck.js';
 export { Random } from './random.js';

@@ -1,6 +1,8 @@
-// Index-based data movement (torch semantics): indexSelect, gather, scatterAdd. Indices are i32 tensors and
-// are range-checked with an error that names the offending index. Accumulation (scatterAdd, the backward of
-// indexSelect/gather) happens in float64 and is rounded once into the tensor's dtype.
+// Index-based data movement (torch semantics): indexSelect, indexAdd, gather, scatterAdd. Indices are i32
+// tensors and are range-checked with an error that names the offending index. Accumulation (indexAdd,
+// scatterAdd, the backward of indexSelect/gather) runs in the tensor's own dtype for f32/f64, as torch does,
+// and in float64 rounded once for bf16. indexSelect/indexAdd move whole slices (rows for dim 0: MoE
+// permute/unpermute), so they cost a copy per slice, not index arithmetic per element.
 import { recordOp } from './autograd.js';
 import { type DType, type TypedArray, allocateUninitialized, bf16BitsToF32, convertArray } from './dtype.js';
 import { formatShape, normDim, numelOf } from './shape.js';
@@ -24,10 +26,6 @@ function toF64(t: Tensor): Float64Array {
   return Float64Array.from(src as ArrayLike<number>);
 }
 
-function fromF64<D extends DType>(acc: Float64Array, like: Tensor<D>, shape: readonly number[]): Tensor<D> {
-  return new Tensor(convertArray(acc, 'f64', like.dtype) as never, shape, { dtype: like.dtype, device: like.device });
-}
-
 /** out = x.indexSelect(dim, index): picks whole slices of `dim`. index: i32 [n]. */
 export function indexSelect<D extends DType>(x: Tensor<D>, dim: number, index: Tensor): Tensor<D> {
   const d = normDim(dim, x.ndim, 'indexSelect');
@@ -47,17 +45,46 @@ export function indexSelect<D extends DType>(x: Tensor<D>, dim: number, index: T
     }
   }
   const result = new Tensor(out as never, shape, { dtype: x.dtype, device: x.device }) as Tensor<D>;
-  return recordOp(result, 'indexSelect', [x], (g) => {
-    const gs = toF64(g);
-    const acc = new Float64Array(x.numel);
-    for (let o = 0; o < outer; o++) {
-      for (let j = 0; j < n; j++) {
-        const to = (o * size + idx[j]!) * inner, from = (o * n + j) * inner;
-        for (let i = 0; i < inner; i++) acc[to + i] += gs[from + i]!;
-      }
+  return recordOp(result, 'indexSelect', [x], (g) => [addSlices(Tensor.zeros(x.shape, { dtype: g.dtype, device: g.device }), d, idx, g)]);
+}
+
+/** In place: target[..., idx[j], ...] += src[..., j, ...] along dim d (slices of `inner` elements). */
+function addSlices<D extends DType>(target: Tensor<D>, d: number, idx: Int32Array, src: Tensor): Tensor<D> {
+  const outer = numelOf(target.shape.slice(0, d)), size = target.shape[d]!, inner = numelOf(target.shape.slice(d + 1));
+  const n = idx.length;
+  if (target.dtype === 'bf16') {
+    const acc = toF64(target), s = toF64(src);
+    for (let o = 0; o < outer; o++) for (let j = 0; j < n; j++) {
+      const to = (o * size + idx[j]!) * inner, from = (o * n + j) * inner;
+      for (let i = 0; i < inner; i++) acc[to + i] += s[from + i]!;
     }
-    return [fromF64(acc, g, x.shape)];
-  });
+    (target.data as Uint16Array).set(convertArray(acc, 'f64', 'bf16'));
+    return target;
+  }
+  const t = target.data as Float32Array | Float64Array, s = src.data as Float32Array | Float64Array;
+  for (let o = 0; o < outer; o++) for (let j = 0; j < n; j++) {
+    const to = (o * size + idx[j]!) * inner, from = (o * n + j) * inner;
+    for (let i = 0; i < inner; i++) t[to + i] += s[from + i]!;
+  }
+  return target;
+}
+
+/**
+ * torch.index_add: out = x + (src's slices j added at x's slices index[j] along `dim`). index i32 [n]; src has
+ * x's shape with size n at `dim`. The MoE combine: x [tokens, hidden], src [tokens*k, hidden], index = token.
+ */
+export function indexAdd<D extends DType>(x: Tensor<D>, dim: number, index: Tensor, src: Tensor<D>): Tensor<D> {
+  const d = normDim(dim, x.ndim, 'indexAdd');
+  const idx = checkIndex(index, 'indexAdd');
+  if (index.ndim !== 1) throw new Error(`indexAdd: index must be 1-D, got shape ${formatShape(index.shape)}`);
+  if (src.dtype !== x.dtype) throw new Error(`indexAdd: src dtype ${src.dtype} differs from self dtype ${x.dtype}`);
+  if (src.ndim !== x.ndim || src.shape.some((s, k) => (k === d ? s !== idx.length : s !== x.shape[k]))) {
+    throw new Error(`indexAdd: src shape ${formatShape(src.shape)} must equal self shape ${formatShape(x.shape)} except dim ${d} = ${idx.length} (the index length)`);
+  }
+  checkRange(idx, x.shape[d]!, 'indexAdd');
+  const out = new Tensor((x.data as TypedArray).slice() as never, x.shape, { dtype: x.dtype, device: x.device }) as Tensor<D>;
+  addSlices(out, d, idx, src);
+  return recordOp(out, 'indexAdd', [x, src], (g) => [g, src.requiresGrad ? indexSelect(g, d, index) : null]);
 }
 
 /** Element offsets for gather/scatter: for each position of `index` (shape of index), the offset into a tensor
@@ -105,12 +132,20 @@ export function gather<D extends DType>(x: Tensor<D>, dim: number, index: Tensor
   const out = allocateUninitialized(x.dtype, idx.length) as TypedArray;
   for (let p = 0; p < offs.length; p++) out[p] = src[offs[p]!]!;
   const result = new Tensor(out as never, index.shape, { dtype: x.dtype, device: x.device }) as Tensor<D>;
-  return recordOp(result, 'gather', [x], (g) => {
-    const gs = toF64(g);
-    const acc = new Float64Array(x.numel);
-    for (let p = 0; p < offs.length; p++) acc[offs[p]!] += gs[p]!;
-    return [fromF64(acc, g, x.shape)];
-  });
+  return recordOp(result, 'gather', [x], (g) => [scatterInto(Tensor.zeros(x.shape, { dtype: g.dtype, device: g.device }), offs, g)]);
+}
+
+/** In place: target.flat[offs[p]] += src.flat[p]. */
+function scatterInto<D extends DType>(target: Tensor<D>, offs: Int32Array, src: Tensor): Tensor<D> {
+  if (target.dtype === 'bf16') {
+    const acc = toF64(target), s = toF64(src);
+    for (let p = 0; p < offs.length; p++) acc[offs[p]!] += s[p]!;
+    (target.data as Uint16Array).set(convertArray(acc, 'f64', 'bf16'));
+    return target;
+  }
+  const t = target.data as Float32Array | Float64Array, s = src.data as Float32Array | Float64Array;
+  for (let p = 0; p < offs.length; p++) t[offs[p]!] += s[p]!;
+  return target;
 }
 
 /** out = x.clone(); out[..., index[..., j, ...], ...] += src[..., j, ...] along `dim` (index and src same shape). */
@@ -124,10 +159,7 @@ export function scatterAdd<D extends DType>(x: Tensor<D>, dim: number, index: Te
   checkGatherShapes('scatterAdd', x, d, index);
   checkRange(idx, x.shape[d]!, 'scatterAdd');
   const offs = scatterOffsets(index.shape, x.shape, d, idx);
-  const acc = toF64(x);
-  const s = toF64(src);
-  for (let p = 0; p < offs.length; p++) acc[offs[p]!] += s[p]!;
-  const result = fromF64(acc, x, x.shape);
+  const result = scatterInto(new Tensor((x.data as TypedArray).slice() as never, x.shape, { dtype: x.dtype, device: x.device }) as Tensor<D>, offs, src);
   return recordOp(result, 'scatterAdd', [x, src], (g) => {
     const gs = g.data as TypedArray;
     const gsrc = allocateUninitialized(g.dtype, offs.length) as TypedArray;

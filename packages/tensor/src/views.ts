@@ -215,4 +215,4 @@ export function sumToShape<D extends DType>(g: Tensor<D>, shape: readonly number
   return new Tensor(convertArray(acc, 'f64', g.dtype) as never, shape, { dtype: g.dtype, device: g.device });
 }
 
-export { indexSelect, gather, scatterAdd } from './indexing.js';
+export { indexSelect, indexAdd, gather, scatterAdd } from './indexing.js';
