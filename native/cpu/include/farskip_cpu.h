@@ -41,7 +41,8 @@ FS_API void fs_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 FS_API void fs_sgemm_batched(int64_t batch, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                              const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb,
                              int64_t strideB, float beta, float *C, int64_t ldc, int64_t strideC);
-/* bf16 inputs (raw 16-bit patterns), f32 accumulate and output. AVX-512-BF16 uses vdpbf16ps. */
+/* bf16 inputs (raw 16-bit patterns), f32 accumulate and output. AVX-512-BF16 uses vdpbf16ps. M == 1 (decode) or
+ * N == 1 streams the matrix once without packing or temporaries (memory bound). */
 FS_API void fs_bgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
@@ -65,6 +66,10 @@ FS_API void fs_scale(int64_t n, const float *a, float s, float *out);
 /* row broadcast: out[r,c] = a[r,c] + b[c] / a[r,c] * b[c];  a,out [rows,cols], b [cols] */
 FS_API void fs_add_row(int64_t rows, int64_t cols, const float *a, const float *b, float *out);
 FS_API void fs_mul_row(int64_t rows, int64_t cols, const float *a, const float *b, float *out);
+/* column broadcast: out[r,c] = a[r,c] + b[r] / a[r,c] * b[r];  a,out [rows,cols], b [rows] (e.g. MoE combine:
+ * each token's expert output times its routing weight) */
+FS_API void fs_add_col(int64_t rows, int64_t cols, const float *a, const float *b, float *out);  /* out[r,c] = a[r,c] + b[r] */
+FS_API void fs_mul_col(int64_t rows, int64_t cols, const float *a, const float *b, float *out);  /* out[r,c] = a[r,c] * b[r] */
 /* x viewed as [outer, dim, inner] -> out [outer, inner] = sum over dim (f64 accumulation not required;
  * pairwise or blocked summation so error grows like log(dim)) */
 FS_API void fs_sum_axis(int64_t outer, int64_t dim, int64_t inner, const float *x, float *out);

@@ -1,4 +1,4 @@
-/* elementwise.c: axpby, mul, scale, row broadcasts, sum over an axis, embedding gather/scatter-add.
+/* elementwise.c: axpby, mul, scale, row / column broadcasts, sum over an axis, embedding gather/scatter-add.
  * Plain loops the per-ISA builds auto-vectorise; parallel over chunks once the arrays are large
  * (grain 64 Ki elements: below that, a fork/join costs more than the memory traffic it splits). */
 #include "fs_internal.h"
@@ -13,7 +13,7 @@ typedef struct {
   int op;
 } ew_job;
 
-enum { OP_AXPBY, OP_MUL, OP_SCALE, OP_ADDROW, OP_MULROW };
+enum { OP_AXPBY, OP_MUL, OP_SCALE, OP_ADDROW, OP_MULROW, OP_ADDCOL, OP_MULCOL };
 
 static void ew_body(void *p, int64_t s, int64_t e) {
   const ew_job *j = (const ew_job *)p;
@@ -46,6 +46,20 @@ static void ew_body(void *p, int64_t s, int64_t e) {
       }
       break;
     }
+    case OP_ADDCOL:
+    case OP_MULCOL: { /* s, e are rows; b[r] is broadcast along the row */
+      int64_t c = j->cols;
+      for (int64_t r = s; r < e; r++) {
+        const float *ar = a + r * c;
+        float *o = out + r * c;
+        const float br = b[r];
+        if (j->op == OP_ADDCOL)
+          for (int64_t i = 0; i < c; i++) o[i] = ar[i] + br;
+        else
+          for (int64_t i = 0; i < c; i++) o[i] = ar[i] * br;
+      }
+      break;
+    }
   }
 }
 
@@ -67,6 +81,14 @@ void FS_FN(add_row)(int64_t rows, int64_t cols, const float *a, const float *b, 
 }
 void FS_FN(mul_row)(int64_t rows, int64_t cols, const float *a, const float *b, float *out) {
   ew_job j = {a, b, out, 0, 0, cols, OP_MULROW};
+  if (cols > 0) fs_parallel_for(rows, EW_GRAIN / cols + 1, ew_body, &j);
+}
+void FS_FN(add_col)(int64_t rows, int64_t cols, const float *a, const float *b, float *out) {
+  ew_job j = {a, b, out, 0, 0, cols, OP_ADDCOL};
+  if (cols > 0) fs_parallel_for(rows, EW_GRAIN / cols + 1, ew_body, &j);
+}
+void FS_FN(mul_col)(int64_t rows, int64_t cols, const float *a, const float *b, float *out) {
+  ew_job j = {a, b, out, 0, 0, cols, OP_MULCOL};
   if (cols > 0) fs_parallel_for(rows, EW_GRAIN / cols + 1, ew_body, &j);
 }
 

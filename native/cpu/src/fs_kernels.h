@@ -28,6 +28,8 @@
   X(scale, (int64_t n, const float *a, float s, float *out), (n, a, s, out))                                      \
   X(add_row, (int64_t rows, int64_t cols, const float *a, const float *b, float *out), (rows, cols, a, b, out))   \
   X(mul_row, (int64_t rows, int64_t cols, const float *a, const float *b, float *out), (rows, cols, a, b, out))   \
+  X(add_col, (int64_t rows, int64_t cols, const float *a, const float *b, float *out), (rows, cols, a, b, out))   \
+  X(mul_col, (int64_t rows, int64_t cols, const float *a, const float *b, float *out), (rows, cols, a, b, out))   \
   X(sum_axis, (int64_t outer, int64_t dim, int64_t inner, const float *x, float *out),                            \
     (outer, dim, inner, x, out))                                                                                   \
   X(rmsnorm_fwd, (int64_t rows, int64_t cols, const float *x, const float *w, float eps, float *y, float *rstd),  \

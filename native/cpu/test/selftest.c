@@ -36,7 +36,10 @@ static float b2f(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&
 
 static void test_gemm(void) {
   static const int64_t S[][3] = {{1, 1, 1}, {3, 17, 33}, {17, 3, 1}, {63, 65, 127}, {65, 63, 3}, {1, 127, 65}, {127, 1, 63},
-                                 {33, 33, 33}, {64, 64, 64}, {129, 97, 300}, {200, 513, 130}, {2, 700, 400}, {700, 2, 33}, {301, 257, 517}};
+                                 {33, 33, 33}, {64, 64, 64}, {129, 97, 300}, {200, 513, 130}, {2, 700, 400}, {700, 2, 33}, {301, 257, 517},
+                                 /* M == 1 / N == 1 GEMV paths: K past the 128-wide dot loop, N past a 4096-column axpy block,
+                                  * odd K, splits over 2 threads that are not multiples of 32 */
+                                 {1, 300, 1000}, {1, 4200, 70}, {1, 37, 2051}, {1000, 1, 517}, {4200, 1, 9}};
   for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++)
@@ -146,7 +149,7 @@ static void test_elementwise(void) {
     free(a); free(b); free(o); free(o2); free(dy); free(r); free(r2);
   }
   /* row broadcast + sum_axis */
-  static const int64_t RC[][3] = {{1, 1, 1}, {3, 17, 1}, {17, 33, 5}, {2, 1000, 63}, {65, 127, 3}, {1, 5000, 1}, {4, 3, 70}};
+  static const int64_t RC[][3] = {{1, 1, 1}, {3, 17, 1}, {17, 33, 5}, {2, 1000, 63}, {65, 127, 3}, {1, 5000, 1}, {4, 3, 70}, {300, 700, 1}, {5000, 17, 1}};
   for (size_t t = 0; t < sizeof RC / sizeof RC[0]; t++) {
     int64_t R = RC[t][0], C = RC[t][1], In = RC[t][2];
     float *a = fvec(R * C), *b = fvec(C), *o = fvec(R * C);
@@ -155,6 +158,14 @@ static void test_elementwise(void) {
     fs_add_row(R, C, a, b, o); check("add_row", R * C, o, r, NULL, 1e-6, 1e-7);
     for (int64_t i = 0; i < R * C; i++) r[i] = (double)a[i] * b[i % C];
     fs_mul_row(R, C, a, b, o); check("mul_row", R * C, o, r, NULL, 1e-6, 0);
+    float *bc = fvec(R);
+    for (int64_t i = 0; i < R * C; i++) r[i] = (double)a[i] + bc[i / C];
+    fs_add_col(R, C, a, bc, o); check("add_col", R * C, o, r, NULL, 1e-6, 1e-7);
+    for (int64_t i = 0; i < R * C; i++) r[i] = (double)a[i] * bc[i / C];
+    fs_mul_col(R, C, a, bc, o); check("mul_col", R * C, o, r, NULL, 1e-6, 0);
+    memcpy(o, a, (size_t)(R * C) * 4); /* in place (out == a) */
+    fs_mul_col(R, C, o, bc, o); check("mul_col in place", R * C, o, r, NULL, 1e-6, 0);
+    free(bc);
     float *x = fvec(R * C * In), *s = fvec(R * In);
     double *rs = dvec(R * In), *sc = dvec(R * In);
     for (int64_t i = 0; i < R; i++) for (int64_t d = 0; d < C; d++) for (int64_t j = 0; j < In; j++) {

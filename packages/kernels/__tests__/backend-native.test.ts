@@ -163,7 +163,8 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
           expectClose(got, want, gemmTol(K), `sgemmBatched ${isa} batch=${batch} ${M}x${N}x${K}`);
         }
         for (const tA of [false, true]) for (const tB of [false, true]) {
-          for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [64, 64, 64], [100, 130, 257]] as const) {
+          for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [64, 64, 64], [100, 130, 257],
+            [1, 300, 1000], [1, 4200, 70], [1, 37, 2051], [700, 1, 130]] as const) { // + M / N == 1: GEMV paths
             for (const beta of [0, 0.5]) {
               const lda = (tA ? M : K) + (K % 2), ldb = (tB ? K : N) + 1;
               const A = new Uint16Array((tA ? K : M) * lda), B = new Uint16Array((tB ? N : K) * ldb);
@@ -204,7 +205,7 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
         }
       });
 
-      it('elementwise, row broadcasts, sumAxis, silu / swiglu, embedding', () => {
+      it('elementwise, row / column broadcasts, sumAxis, silu / swiglu, embedding', () => {
         const rng = mulberry32(530 + ISAS.indexOf(isa));
         for (const n of [1, 7, 16, 33, 1000, 40_001]) {
           const a = f32(rng, n, 3), b = f32(rng, n, 3), d = f32(rng, n);
@@ -229,6 +230,14 @@ describe.skipIf(!native)(`native vs tsBackend: GEMM, elementwise${skipSuffix}`, 
           for (const name of ['addRow', 'mulRow'] as const) {
             const w = new Float32Array(rows * cols), g = new Float32Array(rows * cols);
             ts[name](rows, cols, a, r, w); nb[name](rows, cols, a, r, g);
+            expectClose(g, w, EW, `${name} ${isa} ${rows}x${cols}`);
+          }
+        }
+        for (const [rows, cols] of [[1, 1], [17, 3], [64, 64], [1001, 7], [300, 700]] as const) {
+          const a = f32(rng, rows * cols), v = f32(rng, rows);
+          for (const name of ['addCol', 'mulCol'] as const) {
+            const w = new Float32Array(rows * cols), g = new Float32Array(rows * cols);
+            ts[name](rows, cols, a, v, w); nb[name](rows, cols, a, v, g);
             expectClose(g, w, EW, `${name} ${isa} ${rows}x${cols}`);
           }
         }

@@ -148,7 +148,7 @@ describe('tsBackend grouped expert GEMM (f64)', () => {
 // ---- elementwise ---------------------------------------------------------------------------------------
 
 describe('tsBackend elementwise (f64)', () => {
-  it('axpby, mul, scale, addRow, mulRow, sumAxis', () => {
+  it('axpby, mul, scale, addRow, mulRow, addCol, mulCol, sumAxis', () => {
     const rng = mulberry32(30);
     const n = 37, a = randn(rng, n), b = randn(rng, n), out = new Float64Array(n);
     ts.axpby(n, 0.3, a, -2, b, out);
@@ -163,6 +163,14 @@ describe('tsBackend elementwise (f64)', () => {
     expectClose(o, Array.from(m, (v, i) => v + r[i % cols]!), F64, 'addRow');
     ts.mulRow(rows, cols, m, r, o);
     expectClose(o, Array.from(m, (v, i) => v * r[i % cols]!), F64, 'mulRow');
+    const cv = randn(rng, rows);
+    ts.addCol(rows, cols, m, cv, o);
+    expectClose(o, Array.from(m, (v, i) => v + cv[Math.floor(i / cols)]!), F64, 'addCol');
+    ts.mulCol(rows, cols, m, cv, o);
+    expectClose(o, Array.from(m, (v, i) => v * cv[Math.floor(i / cols)]!), F64, 'mulCol');
+    const inPlace = Float64Array.from(m);
+    ts.mulCol(rows, cols, inPlace, cv, inPlace);
+    expectClose(inPlace, Array.from(m, (v, i) => v * cv[Math.floor(i / cols)]!), F64, 'mulCol in place');
     for (const [outer, dim, inner] of [[1, 1, 1], [3, 5, 7], [2, 100, 1], [1, 9, 13]] as const) {
       const x = randn(rng, outer * dim * inner), s = new Float64Array(outer * inner);
       ts.sumAxis(outer, dim, inner, x, s);

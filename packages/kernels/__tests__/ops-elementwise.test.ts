@@ -15,9 +15,13 @@ const OPS: [string, BinOp, (x: number, y: number) => number][] = [
   ['sub', sub, (x, y) => x - y],
   ['mul', mul, (x, y) => x * y],
 ];
-// (a shape, b shape): equal, trailing-suffix row (both orders), multi-dim suffix, general broadcast, scalar tensor
+// (a shape, b shape): equal, trailing-suffix row (both orders), column [rows, 1] (both orders), multi-dim
+// suffix, general broadcast, scalar tensor
 const PAIRS: [number[], number[]][] = [
   [[17, 31], [17, 31]],
+  [[33, 17], [33, 1]],
+  [[33, 1], [33, 17]],
+  [[2, 5, 9], [2, 5, 1]],
   [[1], [1]],
   [[3, 65], [65]],
   [[65], [3, 65]],
@@ -96,7 +100,7 @@ forBackends(() => {
   describe('f32 backward against f64 gradients', () => {
     it('add / sub / mul with row and general broadcasting', async () => {
       const rng = new Rng(51);
-      for (const [as, bs] of [[[3, 65], [65]], [[65], [3, 65]], [[3, 1, 5], [4, 1]], [[17, 31], [17, 31]]] as [number[], number[]][]) {
+      for (const [as, bs] of [[[3, 65], [65]], [[65], [3, 65]], [[33, 17], [33, 1]], [[33, 1], [33, 17]], [[3, 1, 5], [4, 1]], [[17, 31], [17, 31]]] as [number[], number[]][]) {
         for (const [name, op] of OPS) {
           await expectF32GradsMatchF64((a, b) => op(a!, b!), [rng.randn(prod(as)), rng.randn(prod(bs))], [as, bs], `${name} ${JSON.stringify(as)} ${JSON.stringify(bs)}`);
         }
@@ -125,6 +129,8 @@ describe('gradcheck (f64)', () => {
     [[2, 3], [2, 3]],
     [[2, 3], [3]],
     [[3], [2, 3]],
+    [[3, 4], [3, 1]],
+    [[3, 1], [3, 4]],
     [[2, 1, 3], [2, 1]],
     [[3, 1], [1, 2]],
     [[2, 3], []],

@@ -32,6 +32,10 @@ export interface CpuBackend {
   scale(n: number, a: FloatArray, s: number, out: FloatArray): void;
   addRow(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void;
   mulRow(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void;
+  /** out[r,c] = a[r,c] + b[r];  b [rows] (column broadcast) */
+  addCol(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void;
+  /** out[r,c] = a[r,c] * b[r];  b [rows] (column broadcast, e.g. MoE combine by routing weight) */
+  mulCol(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void;
   sumAxis(outer: number, dim: number, inner: number, x: FloatArray, out: FloatArray): void;
 
   rmsnormFwd(rows: number, cols: number, x: FloatArray, w: FloatArray, eps: number, y: FloatArray, rstd: FloatArray): void;

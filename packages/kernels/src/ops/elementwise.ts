@@ -1,5 +1,6 @@
 // Elementwise arithmetic with NumPy broadcasting, and reductions. Fast paths: equal shapes (one fused
-// kernel) and a trailing-suffix operand such as a bias [hidden] against [tokens, hidden] (row kernels);
+// kernel), a trailing-suffix operand such as a bias [hidden] against [tokens, hidden] (row kernels), and a
+// column such as a routing weight [tokens, 1] against [tokens, hidden] (column kernels);
 // other broadcasts expand the smaller operand first. Backward reduces gradients back to each input's shape.
 import { type Tensor, broadcastShapes, normDim, numelOf, recordOp, sameShape } from '@farskip/tensor';
 import { cpuBackend } from '../backend/select.js';
@@ -24,8 +25,10 @@ function binary(kind: Kind, a: Tensor, b: Tensor): Tensor {
   } catch {
     throw new Error(`${kind}: a ${describe(a)} and b ${describe(b)} do not broadcast (trailing dimensions must be equal or 1)`);
   }
-  if (sameShape(shape, a.shape) && isSuffix(a.shape, b.shape)) return rowOp(kind, a, b, false);
-  if (sameShape(shape, b.shape) && isSuffix(b.shape, a.shape) && kind !== 'sub') return rowOp(kind, b, a, true);
+  if (sameShape(shape, a.shape) && isSuffix(a.shape, b.shape)) return broadcastOp(kind, a, b, false, 'row');
+  if (sameShape(shape, b.shape) && isSuffix(b.shape, a.shape) && kind !== 'sub') return broadcastOp(kind, b, a, true, 'row');
+  if (isColumn(a.shape, b.shape)) return broadcastOp(kind, a, b, false, 'col');
+  if (isColumn(b.shape, a.shape) && kind !== 'sub') return broadcastOp(kind, b, a, true, 'col');
   return same(kind, sameShape(a.shape, shape) ? a : a.expand(...shape), sameShape(b.shape, shape) ? b : b.expand(...shape));
 }
 
@@ -41,37 +44,49 @@ function same(kind: Kind, a: Tensor, b: Tensor): Tensor {
   });
 }
 
-/** full [.., cols] (op) row [cols]; `swapped` records that the caller's operands were (row, full). */
-function rowOp(kind: 'add' | 'sub' | 'mul', full: Tensor, row: Tensor, swapped: boolean): Tensor {
+/** True when `col` is `full`'s shape with the last dim 1 (e.g. a routing weight [T, 1] against [T, H]). */
+function isColumn(full: readonly number[], col: readonly number[]): boolean {
+  const n = full.length;
+  if (col.length !== n || n === 0 || col[n - 1] !== 1 || full[n - 1] === 1) return false;
+  for (let i = 0; i < n - 1; i++) if (full[i] !== col[i]) return false;
+  return true;
+}
+
+/**
+ * full [rows, cols] (op) a broadcast operand: a row [cols] repeated down the rows, or a column [rows, 1]
+ * repeated across the columns (`axis`). `swapped`: the caller's operands were (small, full).
+ */
+function broadcastOp(kind: Kind, full: Tensor, small: Tensor, swapped: boolean, axis: 'row' | 'col'): Tensor {
   const be = cpuBackend(full.dtype);
-  const cols = row.numel, rows = cols === 0 ? 0 : full.numel / cols;
+  const rows = axis === 'row' ? (small.numel === 0 ? 0 : full.numel / small.numel) : small.numel;
+  const cols = full.numel === 0 ? 0 : full.numel / Math.max(rows, 1);
   const out = empty(full.shape, full.dtype);
-  if (kind === 'mul') be.mulRow(rows, cols, arr(full), arr(row), arr(out));
-  else if (kind === 'add') be.addRow(rows, cols, arr(full), arr(row), arr(out));
-  else {
-    const neg = empty(row.shape, row.dtype);
-    be.scale(cols, arr(row), -1, arr(neg));
-    be.addRow(rows, cols, arr(full), arr(neg), arr(out));
+  const fn = kind === 'mul' ? (axis === 'row' ? be.mulRow : be.mulCol) : (axis === 'row' ? be.addRow : be.addCol);
+  let operand = small;
+  if (kind === 'sub') {
+    operand = empty(small.shape, small.dtype);
+    be.scale(small.numel, arr(small), -1, arr(operand));
   }
-  const inputs = swapped ? [row, full] : [full, row];
+  fn.call(be, rows, cols, arr(full), arr(operand), arr(out));
+  const inputs = swapped ? [small, full] : [full, small];
   return recordOp(out, kind, inputs, (g) => {
-    let gFull: Tensor | null = null, gRow: Tensor | null = null;
+    let gFull: Tensor | null = null, gSmall: Tensor | null = null;
     if (kind === 'mul') {
-      gFull = full.requiresGrad ? mul(g, row) : null;
-      gRow = row.requiresGrad ? sumRows(mul(g, full), row.shape) : null;
+      gFull = full.requiresGrad ? mul(g, small) : null;
+      gSmall = small.requiresGrad ? reduceTo(mul(g, full), small.shape, rows, cols, axis) : null;
     } else {
       gFull = g;
-      gRow = row.requiresGrad ? sumRows(kind === 'sub' ? scale(g, -1) : g, row.shape) : null;
+      gSmall = small.requiresGrad ? reduceTo(kind === 'sub' ? scale(g, -1) : g, small.shape, rows, cols, axis) : null;
     }
-    return swapped ? [gRow, gFull] : [gFull, gRow];
+    return swapped ? [gSmall, gFull] : [gFull, gSmall];
   });
 }
 
-/** Sums [rows, cols] down to [cols] and reshapes to `shape`. */
-function sumRows(g: Tensor, shape: readonly number[]): Tensor {
-  const cols = numelOf(shape);
+/** Sums g [rows, cols] over the rows (to a row [cols]) or over the columns (to a column [rows, 1]). */
+function reduceTo(g: Tensor, shape: readonly number[], rows: number, cols: number, axis: 'row' | 'col'): Tensor {
   const out = empty(shape, g.dtype);
-  cpuBackend(g.dtype).sumAxis(1, cols === 0 ? 0 : g.numel / cols, cols, arr(g), arr(out));
+  if (axis === 'row') cpuBackend(g.dtype).sumAxis(1, rows, cols, arr(g), arr(out));
+  else cpuBackend(g.dtype).sumAxis(rows, cols, 1, arr(g), arr(out));
   return out;
 }
 

@@ -30,6 +30,8 @@ export const PROTOTYPES = {
   fs_scale: 'void fs_scale(int64_t n, const float *a, float s, float *out)',
   fs_add_row: 'void fs_add_row(int64_t rows, int64_t cols, const float *a, const float *b, float *out)',
   fs_mul_row: 'void fs_mul_row(int64_t rows, int64_t cols, const float *a, const float *b, float *out)',
+  fs_add_col: 'void fs_add_col(int64_t rows, int64_t cols, const float *a, const float *b, float *out)',
+  fs_mul_col: 'void fs_mul_col(int64_t rows, int64_t cols, const float *a, const float *b, float *out)',
   fs_sum_axis: 'void fs_sum_axis(int64_t outer, int64_t dim, int64_t inner, const float *x, float *out)',
 
   fs_rmsnorm_fwd: 'void fs_rmsnorm_fwd(int64_t rows, int64_t cols, const float *x, const float *w, float eps, ' +

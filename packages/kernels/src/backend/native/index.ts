@@ -92,6 +92,12 @@ function makeBackend(c: NativeFns, libraryPath: string): NativeBackend {
     mulRow: (rows, cols, a, b, out) => {
       c.fs_mul_row(rows, cols, f(a, 'mulRow', 'a'), f(b, 'mulRow', 'b'), f(out, 'mulRow', 'out'));
     },
+    addCol: (rows, cols, a, b, out) => {
+      c.fs_add_col(rows, cols, f(a, 'addCol', 'a'), f(b, 'addCol', 'b'), f(out, 'addCol', 'out'));
+    },
+    mulCol: (rows, cols, a, b, out) => {
+      c.fs_mul_col(rows, cols, f(a, 'mulCol', 'a'), f(b, 'mulCol', 'b'), f(out, 'mulCol', 'out'));
+    },
     sumAxis: (outer, dim, inner, x, out) => {
       c.fs_sum_axis(outer, dim, inner, f(x, 'sumAxis', 'x'), f(out, 'sumAxis', 'out'));
     },

@@ -1,4 +1,4 @@
-// Elementwise ops, row broadcasts, axis reduction and activations (SiLU / SwiGLU), plain TypeScript.
+// Elementwise ops, row / column broadcasts, axis reduction and activations (SiLU / SwiGLU), plain TypeScript.
 // Every output may alias an input of the same shape (each element is read before it is written).
 
 import type { FloatArray } from '../types.js';
@@ -31,6 +31,22 @@ export function mulRow(rows: number, cols: number, a: FloatArray, b: FloatArray,
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let c = 0; c < cols; c++) out[base + c] = a[base + c]! * b[c]!;
+  }
+}
+
+/** out[r,c] = a[r,c] + b[r];  a, out [rows, cols], b [rows] */
+export function addCol(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols, v = b[r]!;
+    for (let c = 0; c < cols; c++) out[base + c] = a[base + c]! + v;
+  }
+}
+
+/** out[r,c] = a[r,c] * b[r];  a, out [rows, cols], b [rows] */
+export function mulCol(rows: number, cols: number, a: FloatArray, b: FloatArray, out: FloatArray): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols, v = b[r]!;
+    for (let c = 0; c < cols; c++) out[base + c] = a[base + c]! * v;
   }
 }
 

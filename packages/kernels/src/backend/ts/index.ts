@@ -4,7 +4,8 @@
 import type { CpuBackend } from '../types.js';
 import { bgemm, groupedSgemm, groupedSgemmWgrad, sgemm, sgemmBatched } from './gemm.js';
 import {
-  addRow, axpby, embeddingBwd, embeddingFwd, mul, mulRow, scale, siluBwd, siluFwd, sumAxis, swigluBwd, swigluFwd,
+  addCol, addRow, axpby, embeddingBwd, embeddingFwd, mul, mulCol, mulRow, scale, siluBwd, siluFwd, sumAxis, swigluBwd,
+  swigluFwd,
 } from './elementwise.js';
 import { rmsnormBwd, rmsnormFwd } from './norm.js';
 import { logSoftmaxBwd, logSoftmaxFwd, softmaxBwd, softmaxFwd } from './softmax.js';
@@ -21,7 +22,7 @@ export const tsBackend: CpuBackend = Object.freeze({
   numThreads: () => 1,
   setNumThreads: (_n: number) => {},
   sgemm, sgemmBatched, bgemm, groupedSgemm, groupedSgemmWgrad,
-  axpby, mul, scale, addRow, mulRow, sumAxis,
+  axpby, mul, scale, addRow, mulRow, addCol, mulCol, sumAxis,
   rmsnormFwd, rmsnormBwd,
   softmaxFwd, softmaxBwd, logSoftmaxFwd, logSoftmaxBwd,
   siluFwd, siluBwd, swigluFwd, swigluBwd,
