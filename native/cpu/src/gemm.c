@@ -73,7 +73,7 @@ typedef struct {
   float *y;
 } gemv_job;
 
-#define FS_GEMV_W 256
+#define FS_GEMV_W 2048
 static void gemv_body(void *p, int64_t b, int64_t e) {
   const gemv_job *g = (const gemv_job *)p;
   if (g->kmajor) {
