@@ -106,6 +106,7 @@ for (const sh of SHAPES) {
   const blasBf = ob?.sbgemm ? () => ob.sbgemm(RowMajor, NoTrans, NoTrans, M, N, K, 1, Ab, K, Bb, N, 0, Csb, N) : null;
   for (const t of THREADS) {
     setThreads(t);
+    if (ob) await sleep(300); // openblas_set_num_threads wakes its workers, which then spin ~0.1 s on our cores
     const samples = { ours: [], oursBf: [], blas: [], blasBf: [] };
     const rounds = quick ? 2 : 3;
     const reps = flop > 4e9 ? 2 : 3;
@@ -179,6 +180,7 @@ for (const n of [64, 4]) {
   const A = a.data, B = b.data, C = new Float32Array(n * n);
   for (const t of THREADS) {
     setThreads(t);
+    if (ob) await sleep(300); // openblas_set_num_threads wakes its workers, which then spin ~0.1 s on our cores
     const flop = 2 * n * n * n;
     const add = (what, r) => {
       overhead.push({ what, n, threads: t, ...r, gflops_at_median: flop / (r.median_us * 1e3) });

@@ -8,17 +8,21 @@ import type { CpuBackend } from './types.js';
 export type BackendChoice = 'auto' | 'native' | 'ts';
 
 let native: CpuBackend | null | undefined;
+let loadError: Error | null = null;
 let choice: BackendChoice = 'auto';
 let warned = false;
 
+// A library that is simply absent (not built, or FARSKIP_NO_NATIVE=1) falls back to TS with one warning line;
+// one that was asked for explicitly (FARSKIP_NATIVE_LIB) and fails to load is an error on every op, not a
+// silent slowdown.
 function nativeBackend(): CpuBackend | null {
+  if (loadError) throw loadError;
   if (native === undefined) {
     try {
       native = loadNativeBackend();
     } catch (e) {
-      native = null;
-      if (choice === 'native') throw e;
-      warnOnce(String((e as Error).message ?? e));
+      loadError = e as Error;
+      throw loadError;
     }
     if (native === null) warnOnce(nativeLibraryStatus().reason ?? 'not built');
   }
@@ -28,8 +32,10 @@ function nativeBackend(): CpuBackend | null {
 function warnOnce(reason: string): void {
   if (warned) return;
   warned = true;
-  console.warn(`[farskip] native CPU kernels unavailable (${reason}); using the plain-TypeScript fallback, which is much slower. ` +
-    'Fix: install a C compiler (apt-get install gcc) and run `npm run build:native`.');
+  const fix = /FARSKIP_NO_NATIVE/.test(reason)
+    ? 'Unset FARSKIP_NO_NATIVE to use them.'
+    : 'Fix: install a C compiler (apt-get install gcc) and run `npm run build:native`.';
+  console.warn(`[farskip] native CPU kernels unavailable (${reason}); using the plain-TypeScript fallback, which is much slower. ${fix}`);
 }
 
 /** Forces the backend for f32/bf16 ops ('auto' = native when available). Returns the previous choice. */
