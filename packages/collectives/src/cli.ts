@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// placeholder: farskip-launch CLI
+export {};

@@ -1,0 +1,2 @@
+// placeholder: filled in by the launch backend work
+export {};

@@ -1,0 +1,2 @@
+// placeholder: the threads backend's communication worker
+export {};
