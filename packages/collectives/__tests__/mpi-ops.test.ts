@@ -1,0 +1,26 @@
+// mpi backend: every operation on 1-4 ranks under MPICH and Open MPI (mpiexec -n k node mpi-fixtures/ops.mjs),
+// checked in each rank against a sequential reference from seeded per-rank inputs (see the fixture).
+import { describe, expect, it } from 'vitest';
+import { distBuilt, FLAVOURS, runMpi } from './mpi-launch.js';
+
+for (const f of FLAVOURS) {
+  const reason = !distBuilt ? 'dist/ not built (run tsup in packages/collectives)' : f.skip;
+  describe.skipIf(reason)(`mpi backend on ${f.name}${reason ? ` (skipped: ${reason})` : ''}`, () => {
+    for (const n of [1, 2, 3, 4]) {
+      it(`all operations, bf16/f32/f64/i32/u8, split, in-flight ordering, destroy, exit: ${n} rank(s)`, async () => {
+        const r = await runMpi(f, n, 'ops.mjs', [String(17 + n)], 45_000);
+        const why = `exit ${r.code}${r.killed ? ' (killed: hang)' : ''}\n${r.stderr.slice(-3000)}`;
+        expect(r.killed, why).toBe(false);
+        expect(r.code, why).toBe(0);
+        expect(r.lines.length, why).toBe(n);
+        for (const line of r.lines) {
+          expect(line.failures, `rank ${line.rank}`).toEqual([]);
+          expect(line.size).toBe(n);
+          expect(line.flavour).toBe(f.name);
+          expect(line.checks as number).toBeGreaterThan(100);
+        }
+        expect(new Set(r.lines.map((l) => l.rank))).toEqual(new Set(Array.from({ length: n }, (_, i) => i)));
+      });
+    }
+  });
+}
