@@ -26,23 +26,42 @@ function reference(): { c: number[]; loss: number; gradA: number[] } {
   return { c: c.flat(), loss, gradA };
 }
 
-const runtimes: [string, string[]][] = [
-  ['node', [process.execPath, script]],
-  ['bun', [bin('bun'), script]],
-  ['deno', [bin('deno'), 'run', '-A', '--quiet', script]],
-];
+const command = (runtime: string, file: string): string[] =>
+  runtime === 'node' ? [process.execPath, file] : runtime === 'bun' ? [bin('bun'), file] : [bin('deno'), 'run', '-A', '--quiet', file];
+const RUNTIMES = ['node', 'bun', 'deno'];
+
+function runJson<T>(runtime: string, file: string): T {
+  const [cmd, ...args] = command(runtime, file);
+  const out = execFileSync(cmd!, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 90_000 });
+  return JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as T;
+}
 
 describe.skipIf(!built)('the same program under Node, Bun and Deno (needs `npm run build`)', () => {
   const ref = reference();
-  for (const [name, [cmd, ...args]] of runtimes) {
-    it(`${name}`, () => {
-      const out = execFileSync(cmd!, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 90_000 });
-      const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!;
-      const got = JSON.parse(line) as { runtime: string; backend: string; c: number[]; loss: number; gradA: number[] };
+  for (const name of RUNTIMES) {
+    it(`tensor + kernels under ${name}`, () => {
+      const got = runJson<{ runtime: string; backend: string; c: number[]; loss: number; gradA: number[] }>(name, script);
       expect(got.runtime).toBe(name);
       got.c.forEach((v, i) => expect(v).toBeCloseTo(ref.c[i]!, 4));
       expect(got.loss).toBeCloseTo(ref.loss, 5);
       got.gradA.forEach((v, i) => expect(v).toBeCloseTo(ref.gradA[i]!, 5));
+    });
+  }
+});
+
+// The threads backend of @farskip/collectives: 2 ranks (each with its comm worker), all-reduce and an uneven
+// all-to-all; expected values written out by hand from the inputs in collectives-smoke.mjs.
+const collectivesBuilt = existsSync(`${root}packages/collectives/dist/index.js`);
+describe.skipIf(!collectivesBuilt)('collectives threads backend under Node, Bun and Deno (needs `npm run build`)', () => {
+  const smoke = fileURLToPath(new URL('./collectives-smoke.mjs', import.meta.url));
+  for (const name of RUNTIMES) {
+    it(`threads all-reduce and all-to-all under ${name}`, () => {
+      const got = runJson<{ runtime: string; sum: number[]; sumOther: number[]; a2a0: number[]; a2a1: number[] }>(name, smoke);
+      expect(got.runtime).toBe(name);
+      expect(got.sum).toEqual([11, 22, 33]);
+      expect(got.sumOther).toEqual([11, 22, 33]);
+      expect(got.a2a0).toEqual([7, 4, 5, 6]); // rank 0 keeps its 1 element, receives rank 1's 3
+      expect(got.a2a1).toEqual([8, 9]);       // rank 1 receives rank 0's last 2
     });
   }
 });

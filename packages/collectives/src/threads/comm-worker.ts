@@ -282,7 +282,9 @@ parent.on('message', (m: ToWorker) => {
       for (const id of [...comms.keys()]) destroy(id);
       for (const p of allPorts) p.close();
       parent.postMessage({ t: 'closed' });
-      parent.close();
+      // Node and Bun close the worker's parent port (the worker then exits by itself); Deno's parentPort has no
+      // close(), and its worker ends when the owner terminates it on 'closed'
+      (parent as { close?: () => void }).close?.();
       break;
     }
     case 'register': break;

@@ -88,6 +88,7 @@ export class RankLink {
   }
 
   #onMessage(m: FromWorker): void {
+    if (m.t === 'closed') { void this.worker.terminate(); return; } // Deno's worker cannot close its own port
     if (m.t !== 'done') return;
     const p = this.pending.get(m.opId);
     if (!p) return;
