@@ -52,10 +52,6 @@ export function initMpi(options: CommunicatorOptions = {}): MpiCommunicator {
   f.MPI_Initialized!(flag);
   const provided = [0];
   if (!flag[0]) {
-    // UCX (MPICH's and Open MPI's network layer) hooks mmap/munmap to track registered memory; those hooks
-    // have been seen crashing V8's JIT here. A single-node job does not need them; a user can opt back in.
-    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
-    if (env && env.UCX_MEM_EVENTS === undefined) env.UCX_MEM_EVENTS = 'no';
     const rc = f.MPI_Init_thread!(null, null, MPI_THREAD_MULTIPLE, provided) as number;
     if (rc !== 0) throw new Error(`mpi backend: MPI_Init_thread failed with code ${rc} (${l.path})`);
     process.on('exit', finalizeAtExit);

@@ -124,6 +124,7 @@ let loadError = '';
 /** dlopen libmpi and build the handle table; throws with every tried path and its error. */
 export function loadMpi(): MpiLib {
   if (loaded) return loaded;
+  disableUcxMemoryHooks();
   if (!koffi) throw new Error(`mpi backend: ${koffiError}`);
   const k = koffi;
   const stack = k.config().async_stack_size ?? 0;
@@ -205,4 +206,16 @@ export function libraryVersion(lib: MpiLib): string {
 /** Read the handle stored in a cell written by MPI (MPI_Comm_split's newcomm). */
 export function cellValue(cell: Int32Array | BigInt64Array): Handle {
   return cell[0]!;
+}
+
+/**
+ * UCX (the network layer under Debian's MPICH and Open MPI) replaces malloc/mmap through its memory hooks to
+ * track registered memory. Inside a V8 process those hooks corrupted the heap here (intermittent SIGSEGV in
+ * V8's compiler, backtrace through libucs). Shared-memory jobs on one node do not need them, so they are turned
+ * off before the library is loaded, unless the user set the variables (a multi-node RDMA job may want them).
+ */
+function disableUcxMemoryHooks(): void {
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+  if (!env) return;
+  for (const [k, v] of [['UCX_MEM_MALLOC_HOOKS', 'no'], ['UCX_MEM_EVENTS', 'no']] as const) env[k] ??= v;
 }
