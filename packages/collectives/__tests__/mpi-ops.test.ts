@@ -24,3 +24,16 @@ for (const f of FLAVOURS) {
     }
   });
 }
+
+// A script that only calls initCommunicator() gets MPI's world when started by mpiexec directly.
+for (const f of FLAVOURS) {
+  const reason = !distBuilt ? 'dist/ not built (run tsup in packages/collectives)' : f.skip;
+  describe.skipIf(reason)(`initCommunicator under ${f.name}'s mpiexec${reason ? ` (skipped: ${reason})` : ''}`, () => {
+    it('returns the mpi world and all-reduces across it', async () => {
+      const r = await runMpi(f, 3, 'init.mjs', [], 45_000);
+      expect(r.code, r.stderr.slice(-2000)).toBe(0);
+      expect(r.lines.map((l) => l.rank).sort()).toEqual([0, 1, 2]);
+      for (const l of r.lines) expect(l).toMatchObject({ backend: 'mpi', size: 3, sum: 6 }); // 1 + 2 + 3
+    });
+  });
+}

@@ -8,3 +8,4 @@ export * from './threads/index.js';
 export * from './launch/index.js';
 export * from './mpi/index.js';
 export * from './nccl/index.js';
+import './backends.js'; // registers mpi / nccl / rccl with initCommunicator()

@@ -12,7 +12,7 @@ const WORLD_KEY = Symbol.for('farskip.collectives.threadsWorld');
 
 export type Backend = 'threads' | 'mpi' | 'nccl' | 'rccl';
 export interface InitOptions extends ThreadsOptions {
-  /** default: the backend the launcher used (FARSKIP_BACKEND), else 'threads' */
+  /** default: the backend the launcher used (FARSKIP_BACKEND), 'mpi' under mpirun/mpiexec, else 'threads' */
   backend?: Backend | string;
   [k: string]: unknown;
 }
@@ -37,7 +37,8 @@ function threadsBoot(): ThreadsBootstrap | undefined {
  * call in one rank returns the same communicator; run directly (no launcher) it is a 1-rank threads world.
  */
 export async function initCommunicator(options: InitOptions = {}): Promise<Communicator> {
-  const backend = options.backend ?? env('FARSKIP_BACKEND') ?? 'threads';
+  // started by mpirun/mpiexec directly (no farskip-launch): the world is MPI's
+  const backend = options.backend ?? env('FARSKIP_BACKEND') ?? (underMpirun() && !threadsBoot() ? 'mpi' : 'threads');
   if (backend !== 'threads') {
     const f = factories.get(backend);
     if (!f) throw new Error(`initCommunicator: backend '${backend}' is not available in this build (registered: threads${[...factories.keys()].map((k) => ', ' + k).join('')})`);
