@@ -11,7 +11,7 @@
 import type { CommDType } from '../types.js';
 import { bytesPer } from '../buffers.js';
 import type { OpDesc, OpKind, WireError } from './protocol.js';
-import { CHUNK, reduceRange, viewOf } from './reduce.js';
+import { CHUNK, reduceChunk, viewOf } from './reduce.js';
 import type { View } from './reduce.js';
 
 const v = (dt: CommDType, b: { sab: SharedArrayBuffer; off: number; len: number }): View => viewOf(dt, b.sab, b.off, b.len);
@@ -44,8 +44,7 @@ export function execute(me: number, size: number, kind: OpKind, all: OpDesc[], r
       const t = tmp(dt);
       for (let c = lo; c < hi; c += CHUNK) {
         const e = Math.min(hi, c + CHUNK);
-        reduceRange(dt, all[0]!.red!, t, bufs, c, e);
-        const part = t.subarray(0, e - c);
+        const part = reduceChunk(dt, all[0]!.red!, t, bufs, c, e);
         for (const b of bufs) b.set(part as never, c);
       }
       return;
@@ -57,8 +56,7 @@ export function execute(me: number, size: number, kind: OpKind, all: OpDesc[], r
       const t = tmp(dt);
       for (let c = 0; c < n; c += CHUNK) {
         const e = Math.min(n, c + CHUNK);
-        reduceRange(dt, all[0]!.red!, t, ins, me * n + c, me * n + e);
-        out.set(t.subarray(0, e - c) as never, c);
+        out.set(reduceChunk(dt, all[0]!.red!, t, ins, me * n + c, me * n + e) as never, c);
       }
       return;
     }
