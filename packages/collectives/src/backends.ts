@@ -1,11 +1,11 @@
 // Wires the mpi and nccl/rccl backends into initCommunicator(), so a script started with
 // `farskip-launch --backend mpi|nccl|rccl` (or under mpirun) gets its world without knowing the backend.
 // Kept here, not in launch/, so the launcher never imports a backend it does not use until it is asked for.
+import { envVar as env } from './env.js';
 import { registerCommunicatorFactory } from './launch/init.js';
 import { initMpi } from './mpi/index.js';
 import { initNccl, initRccl } from './nccl/index.js';
 
-const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 const intEnv = (k: string, dflt: number): number => {
   const v = env(k);
   return v === undefined || v === '' ? dflt : Number(v);

@@ -1,5 +1,7 @@
 // One error type for every collective failure, naming the operation, the communicator and the rank, so a
 // failed step on rank 3 of 'world/split(color=1)' says so on every surviving rank.
+import { envVar } from './env.js';
+
 export type FailureKind = 'mismatch' | 'peer-failed' | 'timeout' | 'destroyed' | 'invalid-argument' | 'backend';
 
 export class CollectiveError extends Error {
@@ -21,7 +23,7 @@ export class CollectiveError extends Error {
 }
 
 export function defaultTimeoutMs(): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.FARSKIP_COMM_TIMEOUT_MS;
+  const env = envVar('FARSKIP_COMM_TIMEOUT_MS');
   const v = env ? Number(env) : NaN;
   return Number.isFinite(v) && v > 0 ? v : 300_000;
 }

@@ -2,6 +2,7 @@
 // leaves this rank's bootstrap on globalThis (process.env is per process, so worker-thread ranks cannot be told
 // apart through it alone); child-process launchers set FARSKIP_BACKEND, RANK, WORLD_SIZE, FARSKIP_RDZV. The mpi
 // and nccl backends plug in with registerCommunicatorFactory('mpi', ...) at module load.
+import { envVar as env } from '../env.js';
 import type { Communicator } from '../types.js';
 import { ThreadsCommunicator } from '../threads/communicator.js';
 import type { ThreadsBootstrap, ThreadsOptions } from '../threads/communicator.js';
@@ -25,7 +26,6 @@ export function registerCommunicatorFactory(name: string, factory: CommunicatorF
   factories.set(name, factory);
 }
 
-const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 type G = Record<symbol, unknown>;
 
 function threadsBoot(): ThreadsBootstrap | undefined {

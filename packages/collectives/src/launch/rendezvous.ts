@@ -3,6 +3,7 @@
 // ranks under 'farskip/failed/<rank>' so a backend can notice a peer's death without waiting for its timeout.
 // Protocol: one JSON object per line each way, {id, op: 'set'|'get'|'wait', key, value?, timeoutMs?} ->
 // {id, ok, value?, error?}. Values are strings (base64 for bytes).
+import { envVar } from '../env.js';
 import { createConnection, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 
@@ -108,7 +109,7 @@ export class RendezvousClient {
     return new RendezvousClient(sock);
   }
   static fromEnv(): Promise<RendezvousClient> {
-    const a = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.FARSKIP_RDZV;
+    const a = envVar('FARSKIP_RDZV');
     if (!a) return Promise.reject(new Error('FARSKIP_RDZV is not set: start ranks with farskip-launch (or launch()) to get a rendezvous store'));
     return RendezvousClient.connect(a);
   }

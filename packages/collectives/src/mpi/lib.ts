@@ -11,6 +11,7 @@
 // configuration once any library was loaded: import @farskip/collectives before other koffi users
 // (@farskip/kernels applies the same 1 MiB setting, so either order works with it).
 import { existsSync } from 'node:fs';
+import { envDefault, envVar } from '../env.js';
 import { createRequire } from 'node:module';
 
 type Koffi = typeof import('koffi');
@@ -42,8 +43,7 @@ try {
 }
 
 // More libuv threads: every in-flight Work holds one in a blocking MPI_Wait (libuv reads this on first use).
-const env = process.env;
-if (env.UV_THREADPOOL_SIZE === undefined) env.UV_THREADPOOL_SIZE = '16';
+envDefault('UV_THREADPOOL_SIZE', '16');
 
 export interface MpiHandles {
   commWorld: Handle; commNull: Handle; requestNull: Handle; errorsReturn: Handle;
@@ -107,12 +107,13 @@ function protoName(p: string): string {
 
 /** Candidate libraries: FARSKIP_MPI_LIB alone if set; else ordered by the launcher we run under. */
 export function candidateLibraries(): string[] {
-  if (env.FARSKIP_MPI_LIB) return [env.FARSKIP_MPI_LIB];
+  const explicit = envVar('FARSKIP_MPI_LIB');
+  if (explicit) return [explicit];
   const ompi = ['libmpi.so.40', '/usr/lib/x86_64-linux-gnu/openmpi/lib/libmpi.so.40'];
   const mpich = ['libmpich.so.12', 'libmpi.so.12'];
   // Under Open MPI's mpirun (OMPI_COMM_WORLD_SIZE) or MPICH's Hydra (PMI_RANK/PMI_FD) load the matching
   // library first: the other one would start as a singleton and every rank would see size 1.
-  if (env.OMPI_COMM_WORLD_SIZE === undefined && (env.PMI_RANK !== undefined || env.PMI_FD !== undefined)) {
+  if (envVar('OMPI_COMM_WORLD_SIZE') === undefined && (envVar('PMI_RANK') !== undefined || envVar('PMI_FD') !== undefined)) {
     return [...mpich, ...ompi, 'libmpi.so'];
   }
   return [...ompi, ...mpich, 'libmpi.so'];
@@ -215,7 +216,6 @@ export function cellValue(cell: Int32Array | BigInt64Array): Handle {
  * off before the library is loaded, unless the user set the variables (a multi-node RDMA job may want them).
  */
 function disableUcxMemoryHooks(): void {
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
-  if (!env) return;
-  for (const [k, v] of [['UCX_MEM_MALLOC_HOOKS', 'no'], ['UCX_MEM_EVENTS', 'no']] as const) env[k] ??= v;
+  envDefault('UCX_MEM_MALLOC_HOOKS', 'no');
+  envDefault('UCX_MEM_EVENTS', 'no');
 }

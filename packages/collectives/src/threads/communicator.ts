@@ -3,6 +3,7 @@
 // movement, so the rank's thread may sit in a synchronous native kernel meanwhile; the Work's `completed` reads a
 // flag in shared memory the worker sets (true even before this thread's event loop runs again), and its promise
 // settles when the event loop next runs.
+import { envVar } from '../env.js';
 import { CollectiveError, defaultTimeoutMs } from '../errors.js';
 import { dtypeOf, isDeviceBuffer, REDUCE_OPS } from '../buffers.js';
 import type { CommBuffer, Communicator, CommunicatorOptions, HostBuffer, ReduceOp, Work } from '../types.js';
@@ -125,9 +126,7 @@ export class RankLink {
   }
 }
 
-export function envVar(name: string): string | undefined {
-  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
-}
+export { envVar };
 
 function failed(e: CollectiveError): Work {
   const p = Promise.reject(e);
