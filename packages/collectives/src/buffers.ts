@@ -24,4 +24,25 @@ export function lengthOf(b: CommBuffer): number {
   return isDeviceBuffer(b) ? b.length : (b as HostBuffer).length;
 }
 
+// bf16 <-> f32 for the backends that reduce bf16 in f32 (threads, mpi): round to nearest even, NaN stays a quiet
+// NaN — the same rounding as PyTorch, NCCL and @farskip/tensor (not imported: this package stands alone).
+const f32Cell = new Float32Array(1);
+const u32Cell = new Uint32Array(f32Cell.buffer);
+
+export function bf16ToF32(bits: number): number {
+  u32Cell[0] = bits << 16;
+  return f32Cell[0]!;
+}
+
+/** The raw bits `b` of an f32, rounded to a bf16 bit pattern. */
+export function roundBitsToBf16(b: number): number {
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) return ((b >>> 16) | 0x40) & 0xffff;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function f32ToBf16(x: number): number {
+  f32Cell[0] = x;
+  return roundBitsToBf16(u32Cell[0]!);
+}
+
 export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'avg', 'max', 'min'];

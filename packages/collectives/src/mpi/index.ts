@@ -7,7 +7,6 @@ import type { Flavour, MpiLib } from './lib.js';
 
 export { MpiCommunicator } from './comm.js';
 export type { MpiCommunicatorOptions } from './comm.js';
-export { bf16ToF32 as mpiBf16ToF32, f32ToBf16 as mpiF32ToBf16 } from './util.js';
 
 const MPI_THREAD_MULTIPLE = 3;
 const THREAD_LEVELS = ['MPI_THREAD_SINGLE', 'MPI_THREAD_FUNNELED', 'MPI_THREAD_SERIALIZED', 'MPI_THREAD_MULTIPLE'];

@@ -1,5 +1,6 @@
 // bf16 <-> f32 conversion (bf16 reduces as f32 under MPI: MPI-3 has no bf16 datatype, and a user-defined
 // MPI_Op would run a JS callback on MPI's thread) and small helpers for the mpi backend.
+import { roundBitsToBf16 } from '../buffers.js';
 import type { HostBuffer } from '../types.js';
 
 /** bf16 bit patterns -> f32 (exact). */
@@ -13,14 +14,7 @@ export function bf16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array
 export function f32ToBf16(src: Float32Array, dst: Uint16Array, scale = 1): void {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   if (scale !== 1) for (let i = 0; i < src.length; i++) src[i] = src[i]! * scale;
-  for (let i = 0; i < src.length; i++) {
-    const b = bits[i]!;
-    if ((b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0) {
-      dst[i] = (b >>> 16) | 0x0040;
-    } else {
-      dst[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-    }
-  }
+  for (let i = 0; i < src.length; i++) dst[i] = roundBitsToBf16(bits[i]!);
 }
 
 /** avg = sum / size, in place (integers truncate toward zero). */

@@ -2,6 +2,7 @@
 // order 0..n-1) and writes it to everyone, so every rank ends with bit-identical values. bf16 (Uint16Array bit
 // patterns) accumulates in f32 and rounds to nearest-even after every step, as NCCL's ring does when it stores a
 // partial sum in bf16 between hops.
+import { bf16ToF32, f32ToBf16 } from '../buffers.js';
 import type { CommDType, ReduceOp } from '../types.js';
 
 export type View = Float32Array | Float64Array | Int32Array | Uint16Array | Uint8Array;
@@ -16,19 +17,6 @@ export function viewOf(dtype: CommDType, sab: SharedArrayBuffer, off: number, le
   }
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-export function bf16ToF32(bits: number): number {
-  u32[0] = bits << 16;
-  return f32[0]!;
-}
-/** round-to-nearest-even of an f32 value to bf16 bits (NaN stays NaN) */
-export function f32ToBf16(x: number): number {
-  f32[0] = x;
-  const b = u32[0]!;
-  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) return (b >>> 16) | 0x40;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
 
 /**
  * Chunk of elements reduced at a time: the sources' chunks and the accumulator stay in L2 (1 MiB/core here) while
