@@ -4,8 +4,6 @@
 import { type DType, type FloatDType, Tensor, formatShape } from '@farskip/tensor';
 import type { FloatArray } from '../backend/types.js';
 
-export type FloatTensor = Tensor<FloatDType>;
-
 export function describe(t: Pick<Tensor, 'dtype' | 'shape'>): string {
   return `${t.dtype}${formatShape(t.shape)}`;
 }
