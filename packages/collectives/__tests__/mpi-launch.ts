@@ -40,12 +40,12 @@ export const FLAVOURS: Flavour[] = [flavour('mpich'), flavour('openmpi')];
 export interface RunResult { code: number | null; signal: string | null; ms: number; stdout: string; stderr: string; lines: Record<string, unknown>[]; killed: boolean }
 
 /** mpiexec -n n node <fixture> ...args, killed (whole process group) after limitMs. */
-export function runMpi(f: Flavour, n: number, fixture: string, args: string[], limitMs = 60_000): Promise<RunResult> {
+export function runMpi(f: Flavour, n: number, fixture: string, args: string[], limitMs = 60_000, env: Record<string, string> = {}): Promise<RunResult> {
   const script = fileURLToPath(new URL(`./mpi-fixtures/${fixture}`, import.meta.url));
   const t0 = Date.now();
   return new Promise((resolve) => {
     const child = spawn(f.launcher!, [...f.args, '-n', String(n), process.execPath, script, ...args], {
-      env: { ...process.env, ...f.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...f.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';

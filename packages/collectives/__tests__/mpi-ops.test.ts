@@ -6,9 +6,13 @@ import { distBuilt, FLAVOURS, runMpi } from './mpi-launch.js';
 for (const f of FLAVOURS) {
   const reason = !distBuilt ? 'dist/ not built (run tsup in packages/collectives)' : f.skip;
   describe.skipIf(reason)(`mpi backend on ${f.name}${reason ? ` (skipped: ${reason})` : ''}`, () => {
-    for (const n of [1, 2, 3, 4]) {
-      it(`all operations, bf16/f32/f64/i32/u8, split, in-flight ordering, destroy, exit: ${n} rank(s)`, async () => {
-        const r = await runMpi(f, n, 'ops.mjs', [String(17 + n)], 45_000);
+    // Two completion modes (src/mpi/work.ts): small operations polled by wait() (the default for the fixture's
+    // sizes) and every operation on a progress thread (FARSKIP_MPI_ASYNC_BYTES=0).
+    const cases = [...[1, 2, 3, 4].map((n) => [n, 'polled'] as const), ...[2, 3].map((n) => [n, 'threaded'] as const)];
+    for (const [n, mode] of cases) {
+      it(`all operations, bf16/f32/f64/i32/u8, split, in-flight ordering, destroy, exit: ${n} rank(s), ${mode}`, async () => {
+        const env = mode === 'threaded' ? { FARSKIP_MPI_ASYNC_BYTES: '0' } : { FARSKIP_MPI_ASYNC_BYTES: '1000000000' };
+        const r = await runMpi(f, n, 'ops.mjs', [String(17 + n)], 45_000, env);
         const why = `exit ${r.code}${r.killed ? ' (killed: hang)' : ''}\n${r.stderr.slice(-3000)}`;
         expect(r.killed, why).toBe(false);
         expect(r.code, why).toBe(0);

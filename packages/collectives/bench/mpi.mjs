@@ -43,7 +43,7 @@ function driver() {
   const extra = openmpi ? ['--oversubscribe', '--bind-to', 'none', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : [])] : [];
   const build = mkdtempSync(join(tmpdir(), 'farskip-mpi-bench-'));
   execFileSync(mpicc, ['-O2', '-o', join(build, 'mpi_ref'), join(here, 'mpi_allreduce.c')], { stdio: 'inherit' });
-  const env = { ...process.env, FARSKIP_BENCH_BUSY: buildBusy(), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
+  const env = { ...process.env, FARSKIP_BENCH_BUSY: buildBusy() };
   if (lib) env.FARSKIP_MPI_LIB = lib;
   const run = (cmd) => {
     const r = spawnSync(launcher, [...extra, '-n', String(n), ...cmd], { env, encoding: 'utf8', timeout: 180_000 });

@@ -12,3 +12,12 @@ export function envDefault(name: string, value: string): void {
   const env = processEnv();
   if (env && env[name] === undefined) env[name] = value;
 }
+
+/** A non-negative number from the environment, `dflt` when unset; a malformed value is an error naming it. */
+export function envNumber(name: string, dflt: number): number {
+  const raw = envVar(name);
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name}=${raw}: expected a non-negative number (unset it for the default ${dflt})`);
+  return v;
+}

@@ -4,33 +4,31 @@
 // computes. The returned Work is that wait (plus a timeout); buffers, requests and count arrays stay referenced
 // by the pending operation until MPI_Wait returned.
 import { CollectiveError, defaultTimeoutMs } from '../errors.js';
+import { envNumber } from '../env.js';
 import type { FailureKind } from '../errors.js';
 import { dtypeOf, isDeviceBuffer } from '../buffers.js';
 import type { CommBuffer, CommDType, Communicator, CommunicatorOptions, HostBuffer, ReduceOp, Work } from '../types.js';
 import { errorClass, errorString } from './lib.js';
+import { mpiState, MpiRequestWork, PromiseWork } from './work.js';
+import type { Pending } from './work.js';
 import type { Handle, MpiLib } from './lib.js';
 import { bf16ToF32, divideInPlace, f32ToBf16, INT_MAX, isCountArray, prefix, sum } from './util.js';
 
-export interface MpiCommunicatorOptions extends CommunicatorOptions {}
-
-class MpiWork implements Work {
-  completed = false;
-  constructor(private readonly promise: Promise<void>) {
-    promise.catch(() => undefined); // a Work nobody waits for must not become an unhandled rejection
-  }
-  wait(): Promise<void> {
-    return this.promise;
-  }
+export interface MpiCommunicatorOptions extends CommunicatorOptions {
+  /** Operations moving at least this many bytes (all buffers together) start a progress thread at issue, so they
+   * advance while the rank computes; smaller ones are completed by wait() on the calling thread
+   * (default 65536, env FARSKIP_MPI_ASYNC_BYTES; 0 = every operation gets a thread). */
+  asyncBytes?: number;
+  /** How long wait() spins MPI_Test on the calling thread before handing the request to a thread
+   * (µs, default 2000, env FARSKIP_MPI_SPIN_US). */
+  spinUs?: number;
 }
-
-interface Pending { op: string; reject(e: CollectiveError): void }
-
-/** Process-wide MPI state: in-flight waits (MPI_Finalize must not run under a stuck MPI_Wait). */
-export const mpiState = { inFlight: 0, finalized: false };
 
 export class MpiCommunicator implements Communicator {
   readonly backend = 'mpi';
   readonly timeoutMs: number;
+  readonly asyncBytes: number;
+  readonly spinUs: number;
   private destroyed = false;
   private readonly pending = new Set<Pending>();
 
@@ -46,6 +44,8 @@ export class MpiCommunicator implements Communicator {
     private readonly isWorld = false,
   ) {
     this.timeoutMs = options.timeoutMs ?? defaultTimeoutMs();
+    this.asyncBytes = options.asyncBytes ?? envNumber('FARSKIP_MPI_ASYNC_BYTES', 65536);
+    this.spinUs = options.spinUs ?? envNumber('FARSKIP_MPI_SPIN_US', 2000);
   }
 
   // ---------------------------------------------------------------- collectives
@@ -201,7 +201,7 @@ export class MpiCommunicator implements Communicator {
     const s = [0];
     this.lib.fn.MPI_Comm_rank!(h, r);
     this.lib.fn.MPI_Comm_size!(h, s);
-    return new MpiCommunicator(this.lib, h, r[0]!, s[0]!, `${this.name}/split(color=${color})`, { timeoutMs: this.timeoutMs });
+    return new MpiCommunicator(this.lib, h, r[0]!, s[0]!, `${this.name}/split(color=${color})`, { timeoutMs: this.timeoutMs, asyncBytes: this.asyncBytes, spinUs: this.spinUs });
   }
 
   destroy(): void {
@@ -243,7 +243,6 @@ export class MpiCommunicator implements Communicator {
 
   private selfRecv(b: HostBuffer): Work {
     if (this.destroyed) return this.fail('recv', 'destroyed', 'communicator was destroyed');
-    let work!: MpiWork;
     const promise = new Promise<void>((resolve, reject) => {
       const entry: Pending = { op: 'recv', reject };
       this.pending.add(entry);
@@ -252,14 +251,12 @@ export class MpiCommunicator implements Communicator {
         clearTimeout(timer);
         this.pending.delete(entry);
         if (e) return reject(e);
-        work.completed = true;
         resolve();
       };
       queueMicrotask(() => this.matchSelf());
       this.selfRecvs.push({ buf: b, resolve: () => done(), reject: (e) => done(e) });
     });
-    work = new MpiWork(promise);
-    return work;
+    return new PromiseWork(promise);
   }
 
   private matchSelf(): void {
@@ -282,50 +279,16 @@ export class MpiCommunicator implements Communicator {
     const status = new Uint8Array(64); // MPI_Status is 20 bytes (MPICH) / 24 bytes (Open MPI)
     const rc = start(req) as number;
     if (rc !== 0) return this.fail(op, this.kindOf(rc), errorString(this.lib, rc));
-    let work: MpiWork;
-    const promise = new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const entry: Pending = {
-        op,
-        reject: (e) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.pending.add(entry);
-      const timer = setTimeout(() => {
-        this.pending.delete(entry);
-        entry.reject(this.error(op, 'timeout', `MPI_Wait did not return within ${this.timeoutMs} ms (a peer stopped ` +
-          'or called a different operation). The waiting thread cannot be cancelled: end the job with abort()'));
-      }, this.timeoutMs);
-      mpiState.inFlight++;
-      this.lib.fn.MPI_Wait!.async(req, status, (err: unknown, wrc: number) => {
-        mpiState.inFlight--;
-        // The buffers, the request cell and the status block must stay alive until MPI_Wait (on another thread)
-        // has returned: it writes MPI_REQUEST_NULL into req and the status into status. If req were collected
-        // earlier, MPI would write into freed memory (seen as random V8 crashes before this reference existed).
-        void keep; void req; void status;
-        this.pending.delete(entry);
-        if (settled) return;
-        if (err) return entry.reject(this.error(op, 'backend', `MPI_Wait: ${String(err)}`));
-        if (wrc !== 0) return entry.reject(this.error(op, this.kindOf(wrc), errorString(this.lib, wrc)));
-        let msg: string | void | undefined;
-        try {
-          msg = post?.(status);
-        } catch (e) {
-          msg = (e as Error).message;
-        }
-        if (msg) return entry.reject(this.error(op, 'mismatch', msg));
-        settled = true;
-        clearTimeout(timer);
-        work.completed = true;
-        resolve();
-      });
-    });
-    work = new MpiWork(promise);
-    return work;
+    let bytes = 0;
+    for (const k of keep) if (ArrayBuffer.isView(k)) bytes += k.byteLength;
+    return new MpiRequestWork(this.internals, op, req, status, keep, post, bytes >= this.asyncBytes);
+  }
+
+  /** @internal MpiRequestWork's access to the library, the pending set and the error constructor. */
+  get internals() {
+    return { lib: this.lib, pending: this.pending, timeoutMs: this.timeoutMs, spinUs: this.spinUs,
+      error: (op: string, kind: FailureKind, detail: string) => this.error(op, kind, detail),
+      kindOf: (rc: number) => this.kindOf(rc) };
   }
 
   private kindOf(rc: number): FailureKind {
@@ -337,15 +300,12 @@ export class MpiCommunicator implements Communicator {
   }
 
   private fail(op: string, kind: FailureKind, detail: string, culprit?: number): Work {
-    const w = new MpiWork(Promise.reject(this.error(op, kind, detail, culprit)));
-    return w;
+    return new PromiseWork(Promise.reject(this.error(op, kind, detail, culprit)));
   }
 
   private done(): Work {
     if (this.destroyed) return this.fail('noop', 'destroyed', 'communicator was destroyed');
-    const w = new MpiWork(Promise.resolve());
-    w.completed = true;
-    return w;
+    return PromiseWork.resolved();
   }
 
   private validRank(r: number): boolean {

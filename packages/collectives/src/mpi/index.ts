@@ -1,7 +1,8 @@
 // mpi backend: koffi over libmpi (MPICH or Open MPI). initMpi() initialises MPI with MPI_THREAD_MULTIPLE and
 // returns the world communicator; MPI_Finalize runs at process exit. See README.md, "mpi backend".
 import type { CommunicatorOptions } from '../types.js';
-import { MpiCommunicator, mpiState } from './comm.js';
+import { MpiCommunicator } from './comm.js';
+import { mpiState } from './work.js';
 import { candidateLibraries, libraryVersion, loadMpi, mpiLoadable } from './lib.js';
 import type { Flavour, MpiLib } from './lib.js';
 
