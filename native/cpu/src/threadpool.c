@@ -3,8 +3,10 @@
  * Workers are detached pthreads, so they never keep a host process (Node) alive. A job is published by bumping
  * `gen`; workers spin on it for FS_SPIN_NS after their last job (back-to-back kernels from the JS side then
  * cost well under a microsecond to fork), then sleep on a condition variable so idle workers burn no CPU.
- * The caller always runs tid 0 itself and spins on `pending` for the join. One job runs at a time (the ABI
- * allows one calling thread at a time); a parallel call from inside a job runs serially on that thread. */
+ * The caller always runs tid 0 itself and spins on `pending` for the join. One job runs at a time: a call made
+ * while another thread's job holds the pool (several JS worker threads of one process, e.g. the ranks of the
+ * threads backend, each calling kernels) runs serially on its own thread, as does a parallel call from inside a
+ * job. Per-thread scratch (fs_scratch) keeps those concurrent serial calls independent. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,6 +33,7 @@ static struct {
   _Atomic int pending;       /* workers still running the current job */
   _Atomic int sleepers;      /* workers blocked on cv */
   _Atomic int64_t last_job_ns;
+  _Atomic int owned;         /* 1 while a caller's job (or warm-up) holds the pool */
   fs_team_fn fn;
   void *ctx;
   int job_nth;               /* threads taking part in the current job (incl. caller) */
@@ -127,9 +130,16 @@ void fs_parallel_team(int nth, fs_team_fn fn, void *ctx) {
   pthread_once(&once, init_once);
   if (nth > P.want) nth = P.want;
   if (nth <= 1 || tl_in_parallel) { fn(ctx, 0, 1); return; }
+  int free_ = 0;
+  if (!atomic_compare_exchange_strong(&P.owned, &free_, 1)) { /* another thread's job holds the pool */
+    tl_in_parallel = 1;
+    fn(ctx, 0, 1);
+    tl_in_parallel = 0;
+    return;
+  }
   ensure_workers();
   if (nth > P.nworkers + 1) nth = P.nworkers + 1;
-  if (nth <= 1) { fn(ctx, 0, 1); return; }
+  if (nth <= 1) { atomic_store(&P.owned, 0); fn(ctx, 0, 1); return; }
   /* an fs_pool_warm() wake-up may still be in flight: its acknowledgements must land before the job is set */
   while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) FS_PAUSE();
   P.fn = fn;
@@ -148,6 +158,7 @@ void fs_parallel_team(int nth, fs_team_fn fn, void *ctx) {
   tl_in_parallel = 0;
   while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) FS_PAUSE();
   atomic_store(&P.last_job_ns, now_ns());
+  atomic_store(&P.owned, 0);
 }
 
 /* Publish an empty job (job_nth = 1: no worker runs anything) and broadcast to sleepers, without waiting for
@@ -157,9 +168,14 @@ void fs_parallel_team(int nth, fs_team_fn fn, void *ctx) {
 void fs_pool_warm(void) {
   pthread_once(&once, init_once);
   if (P.want <= 1 || tl_in_parallel) return;
+  int free_ = 0;
+  if (!atomic_compare_exchange_strong(&P.owned, &free_, 1)) return;
   ensure_workers();
-  if (P.nworkers == 0 || atomic_load(&P.pending) != 0) return;
-  if (atomic_load(&P.sleepers) == 0 && now_ns() - atomic_load(&P.last_job_ns) < FS_SPIN_NS / 2) return;
+  if (P.nworkers == 0 || atomic_load(&P.pending) != 0 ||
+      (atomic_load(&P.sleepers) == 0 && now_ns() - atomic_load(&P.last_job_ns) < FS_SPIN_NS / 2)) {
+    atomic_store(&P.owned, 0);
+    return;
+  }
   P.job_nth = 1;
   atomic_store(&P.pending, P.nworkers);
   atomic_fetch_add(&P.gen, 1);
@@ -169,6 +185,7 @@ void fs_pool_warm(void) {
     pthread_mutex_unlock(&P.mu);
   }
   atomic_store(&P.last_job_ns, now_ns());
+  atomic_store(&P.owned, 0);
 }
 
 /* ---- range helpers ---- */
