@@ -30,6 +30,11 @@ export interface Work {
    *  CollectiveError on mismatch, peer failure or timeout. */
   wait(): Promise<void>;
   readonly completed: boolean;
+  /** When the operation completed on this rank, in ms on the clock `performance.timeOrigin + performance.now()`
+   *  (comparable across the threads of a process), where the backend knows it (threads: stamped by the comm
+   *  worker as it finishes; mpi: when the completing MPI_Test/MPI_Wait returned); undefined before completion.
+   *  Overlap instrumentation uses it: a collective that finished while its rank computed is hidden. */
+  readonly completedAt?: number;
 }
 
 export interface Communicator {

@@ -9,7 +9,7 @@ export { matmul, mm, linear, groupedMatmul, groupOffsets } from './ops/matmul.js
 export type { GroupedMatmulOptions } from './ops/matmul.js';
 export { add, sub, mul, scale, neg, addScalar, sum, mean } from './ops/elementwise.js';
 export { rmsNorm } from './ops/norm.js';
-export { softmax, logSoftmax, silu, swiglu } from './ops/activation.js';
+export { softmax, logSoftmax, silu, swiglu, sigmoid } from './ops/activation.js';
 export { rope, ropeInvFreq } from './ops/rope.js';
 export type { RopeOptions } from './ops/rope.js';
 export { embedding } from './ops/embedding.js';

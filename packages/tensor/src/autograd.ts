@@ -19,6 +19,19 @@ export type BackwardFn = (gradOutput: Tensor) => GradList | Promise<GradList>;
 let nextSequence = 0;
 let gradEnabled = true;
 
+export interface RecordOptions {
+  /** An asynchronous backward the engine awaits before running any other node (a collective that must not
+   *  overlap, e.g. the reference schedule of @farskip/layers). Default false: other ready nodes run meanwhile. */
+  blocking?: boolean;
+  /**
+   * Nodes that share this key run in reverse creation order, each only after every node created after it with
+   * the same key has run. Backward nodes that issue collectives on one communicator pass it here: a
+   * communicator needs the same call order on every rank, and without the key that order would depend on when
+   * asynchronous nodes happened to finish on each rank.
+   */
+  orderKey?: unknown;
+}
+
 export class Node {
   readonly sequence = nextSequence++;
   private fn: BackwardFn | null;
@@ -27,6 +40,8 @@ export class Node {
     /** The op's inputs that require grad (null where an input needs none); backward returns one grad each. */
     readonly inputs: (Tensor | null)[],
     fn: BackwardFn,
+    readonly blocking = false,
+    readonly orderKey: unknown = undefined,
   ) {
     this.fn = fn;
   }
@@ -77,7 +92,8 @@ export function noGrad<T>(fn: () => T): T {
  * Records `name` on `output` when grad mode is on and any input requires grad. `backward` receives the
  * gradient of `output` and returns one gradient per entry of `inputs` (null for none); it may be async.
  */
-export function recordOp<T extends Tensor>(output: T, name: string, inputs: readonly (Tensor | null | undefined)[], backward: BackwardFn): T {
+export function recordOp<T extends Tensor>(output: T, name: string, inputs: readonly (Tensor | null | undefined)[], backward: BackwardFn,
+  options: RecordOptions = {}): T {
   if (!gradEnabled) return output;
   let any = false;
   const edges = inputs.map((t) => {
@@ -86,13 +102,26 @@ export function recordOp<T extends Tensor>(output: T, name: string, inputs: read
   });
   if (!any) return output;
   output.requiresGrad = true;
-  output.gradFn = new Node(name, edges, backward);
+  output.gradFn = new Node(name, edges, backward, options.blocking ?? false, options.orderKey);
   return output;
 }
 
 export interface BackwardOptions {
   /** Keep saved tensors so the graph can be walked again. */
   retainGraph?: boolean;
+  /** Called with (start, end) in ms (performance.timeOrigin + performance.now()) whenever the engine blocked
+   *  with no node ready, waiting on asynchronous nodes: the backward's exposed communication time. */
+  onIdle?: (start: number, end: number) => void;
+}
+
+const clock = (): number => performance.timeOrigin + performance.now();
+
+/** Σ of the contributions, latest producer first (the order of a purely synchronous walk). */
+function sumInOrder(list: { seq: number; g: Tensor }[]): Tensor {
+  list.sort((a, b) => b.seq - a.seq);
+  let grad = list[0]!.g;
+  for (let j = 1; j < list.length; j++) grad = addGrads(grad, list[j]!.g);
+  return grad;
 }
 
 /** Runs backward from `roots` seeded with `seeds` (same shapes). Resolves when every gradient is in place. */
@@ -100,20 +129,47 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
   const retain = options.retainGraph ?? false;
   // Count, for every reachable node, how many edges from reachable nodes lead into it.
   const deps = new Map<Node, number>();
+  // Leaves: edges into each, so its contributions are summed (in the same deterministic order as a node's) and
+  // accumulated into .grad once, after the last one arrived — post-accumulate hooks then see the whole gradient.
+  const leafDeps = new Map<Tensor, number>();
+  const leafBuffers = new Map<Tensor, { seq: number; g: Tensor }[]>();
   const stack: Node[] = [];
   for (const r of roots) if (r.gradFn && !deps.has(r.gradFn)) { deps.set(r.gradFn, 0); stack.push(r.gradFn); }
   while (stack.length) {
     const node = stack.pop()!;
     for (const t of node.inputs) {
       const g = t?.gradFn;
-      if (!g) continue;
+      if (!g) {
+        if (t) leafDeps.set(t, (leafDeps.get(t) ?? 0) + 1);
+        continue;
+      }
       const seen = deps.has(g);
       deps.set(g, (deps.get(g) ?? 0) + 1);
       if (!seen) stack.push(g);
     }
   }
 
-  const buffers = new Map<Node, Tensor>();
+  // Gradient contributions per node, summed when the node runs in the order of their producers' sequence
+  // numbers (latest first, the order a purely synchronous walk delivers them), so the result does not depend on
+  // when asynchronous nodes happened to finish: overlapped and blocking schedules give bit-identical gradients.
+  const buffers = new Map<Node, { seq: number; g: Tensor }[]>();
+  // Ordered nodes: per orderKey, the reachable nodes latest first; a ready node runs only when it heads its list.
+  const orderLists = new Map<unknown, Node[]>();
+  for (const n of deps.keys()) {
+    if (n.orderKey === undefined) continue;
+    const l = orderLists.get(n.orderKey);
+    if (l) l.push(n); else orderLists.set(n.orderKey, [n]);
+  }
+  for (const l of orderLists.values()) l.sort((a, b) => b.sequence - a.sequence);
+  const deferred = new Set<Node>();
+  const mayRun = (n: Node): boolean => n.orderKey === undefined || orderLists.get(n.orderKey)![0] === n;
+  const ran = (n: Node): void => {
+    if (n.orderKey === undefined) return;
+    const l = orderLists.get(n.orderKey)!;
+    l.shift();
+    const head = l[0];
+    if (head && deferred.delete(head)) pushReady(head);
+  };
   const owners = new Map<Node, Tensor>(); // the tensor each node produced (for retainGrad)
   const ready: Node[] = [];
   const pushReady = (n: Node): void => {
@@ -123,22 +179,32 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
     ready.splice(i, 0, n);
   };
 
-  const deliverTo = (t: Tensor, g: Tensor | null, from: string): void => {
+  const deliverTo = (t: Tensor, g: Tensor | null, from: string, seq: number): void => {
     if (g && !sameShape(g.shape, t.shape)) {
       throw new Error(`backward of '${from}' returned a gradient of shape ${formatShape(g.shape)} for an input of shape ${formatShape(t.shape)}`);
     }
     const node = t.gradFn;
     if (node) {
       if (g) {
-        const prev = buffers.get(node);
-        buffers.set(node, prev ? addGrads(prev, g) : g);
+        const list = buffers.get(node);
+        if (list) list.push({ seq, g }); else buffers.set(node, [{ seq, g }]);
         owners.set(node, t);
       }
       const left = deps.get(node)! - 1;
       deps.set(node, left);
       if (left === 0) pushReady(node);
-    } else if (g && t.requiresGrad) {
-      accumulateGrad(t, g);
+    } else if (t.requiresGrad) {
+      if (g) {
+        const list = leafBuffers.get(t);
+        if (list) list.push({ seq, g }); else leafBuffers.set(t, [{ seq, g }]);
+      }
+      const left = leafDeps.get(t)! - 1;
+      leafDeps.set(t, left);
+      if (left === 0) {
+        const list = leafBuffers.get(t);
+        leafBuffers.delete(t);
+        if (list) accumulateGrad(t, sumInOrder(list));
+      }
     }
   };
 
@@ -149,8 +215,9 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
         'no input of the computation had requiresGrad=true, or it ran under noGrad()');
     }
     if (r.gradFn) {
-      const prev = buffers.get(r.gradFn);
-      buffers.set(r.gradFn, prev ? addGrads(prev, seed) : seed);
+      const list = buffers.get(r.gradFn);
+      const entry = { seq: Number.MAX_SAFE_INTEGER - i, g: seed };
+      if (list) list.push(entry); else buffers.set(r.gradFn, [entry]);
       owners.set(r.gradFn, r);
     } else {
       accumulateGrad(r, seed);
@@ -164,18 +231,24 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
     if (grads.length !== node.inputs.length) {
       throw new Error(`backward of '${node.name}' returned ${grads.length} gradients for ${node.inputs.length} inputs`);
     }
-    node.inputs.forEach((t, i) => { if (t) deliverTo(t, grads[i] ?? null, node.name); });
+    node.inputs.forEach((t, i) => { if (t) deliverTo(t, grads[i] ?? null, node.name, node.sequence); });
   };
 
   while (ready.length || pending.size) {
     if (asyncError) break;
     if (!ready.length) {
+      if (!pending.size) break;
+      const t0 = options.onIdle ? clock() : 0;
       await Promise.race(pending);
+      options.onIdle?.(t0, clock());
       continue;
     }
     const node = ready.pop()!;
-    const grad = buffers.get(node);
+    if (!mayRun(node)) { deferred.add(node); continue; }
+    ran(node);
+    const contributions = buffers.get(node);
     buffers.delete(node);
+    const grad = contributions ? sumInOrder(contributions) : undefined;
     const owner = owners.get(node);
     owners.delete(node);
     if (!grad) { // nothing flowed into this node: its inputs get nothing either
@@ -184,7 +257,15 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
     }
     if (owner?.retainsGrad) accumulateGrad(owner, grad);
     const result = node.run(grad, retain);
-    if (result instanceof Promise) {
+    if (result instanceof Promise && node.blocking) {
+      const t0 = options.onIdle ? clock() : 0;
+      try {
+        deliverAll(node, await result);
+      } catch (err) {
+        asyncError ??= err;
+      }
+      options.onIdle?.(t0, clock());
+    } else if (result instanceof Promise) {
       const p: Promise<void> = result.then(
         (grads) => { pending.delete(p); deliverAll(node, grads); },
         (err) => { pending.delete(p); asyncError ??= err; },
@@ -195,6 +276,10 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
       // let settled async nodes deliver before picking the next node, so their consumers compete fairly
       if (pending.size) await undefined;
     }
+  }
+  if (!asyncError && deferred.size) {
+    asyncError = new Error(`autograd: ${deferred.size} ordered node(s) could not run (${[...deferred].map((n) => n.name).join(', ')}): ` +
+      'a node with the same orderKey and a later creation never became ready');
   }
   if (asyncError) {
     await Promise.allSettled(pending);

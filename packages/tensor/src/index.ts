@@ -9,7 +9,7 @@ export type { Device } from './device.js';
 export { broadcastShapes, formatShape, normDim, numelOf, sameShape, stridesOf } from './shape.js';
 export type { Shape } from './shape.js';
 export { Node, isGradEnabled, noGrad, recordOp, runBackward, setGradEnabled } from './autograd.js';
-export type { BackwardFn, BackwardOptions, GradList } from './autograd.js';
+export type { BackwardFn, BackwardOptions, GradList, RecordOptions } from './autograd.js';
 export { registerEngineOps } from './registry.js';
 export type { EngineOps } from './registry.js';
 export { cat, split, indexSelect, indexAdd, gather, scatterAdd, sumToShape } from './views.js';

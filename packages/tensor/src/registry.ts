@@ -31,4 +31,5 @@ export function accumulateGrad(t: Tensor, g: Tensor): void {
   if (g.dtype !== t.dtype) g = g.to(t.dtype);
   if (t.grad === null) t.grad = g.detach().clone();
   else opsFor(t).addInPlace(t.grad, g);
+  if (t.postAccumulateGradHooks) for (const h of t.postAccumulateGradHooks) h(t);
 }

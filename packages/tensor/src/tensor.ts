@@ -143,6 +143,19 @@ export class Tensor<D extends DType = DType> {
 
   retainGrad(): this { this.retainsGrad = true; return this; }
 
+  /** @internal hooks run after a gradient was accumulated into this leaf's `.grad` */
+  postAccumulateGradHooks: ((t: Tensor) => void)[] | null = null;
+
+  /**
+   * Calls `hook(this)` each time backward accumulated a gradient into this leaf's `.grad` (as torch's
+   * register_post_accumulate_grad_hook; data-parallel gradient buckets launch their all-reduce from it).
+   */
+  registerPostAccumulateGradHook(hook: (t: Tensor) => void): { remove(): void } {
+    if (!this.isLeaf) throw new Error('registerPostAccumulateGradHook: only leaf tensors accumulate .grad; call it on a parameter');
+    (this.postAccumulateGradHooks ??= []).push(hook);
+    return { remove: () => { this.postAccumulateGradHooks = this.postAccumulateGradHooks?.filter((h) => h !== hook) ?? null; } };
+  }
+
   /**
    * Backpropagates from this tensor. `gradient` defaults to 1 for a one-element tensor. Asynchronous
    * backward nodes (collectives) overlap the rest of the walk; the promise resolves when all grads are in.

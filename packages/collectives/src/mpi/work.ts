@@ -47,6 +47,7 @@ export class MpiRequestWork implements Work {
   private mode: 'poll' | 'thread' | 'done' = 'poll';
   private settled = false;
   private ok = false;
+  private doneAt: number | undefined;
   private readonly promise: Promise<void>;
   private resolveFn!: () => void;
   private rejectFn!: (e: CollectiveError) => void;
@@ -77,6 +78,10 @@ export class MpiRequestWork implements Work {
   get completed(): boolean {
     if (this.mode === 'poll' && !this.settled) this.test();
     return this.ok;
+  }
+
+  get completedAt(): number | undefined {
+    return this.ok ? this.doneAt : undefined;
   }
 
   wait(): Promise<void> {
@@ -118,6 +123,7 @@ export class MpiRequestWork implements Work {
   }
 
   private finish(rc: number): void {
+    this.doneAt = performance.timeOrigin + performance.now();
     this.mode = 'done';
     this.owner.pending.delete(this.entry);
     if (rc !== 0) return this.settle(this.owner.error(this.op, this.owner.kindOf(rc), errorString(this.owner.lib, rc)));

@@ -23,6 +23,7 @@ const { port: parent } = parentChannel();
 let worldRank = 0;
 let ports: (Port | null)[] = [];
 let status: Int32Array<ArrayBufferLike> = new Int32Array(1);
+let doneAt: Float64Array<ArrayBufferLike> = new Float64Array(1);
 let timeoutMs = 300_000;
 let link: LinkEmulation | null = null;
 const comms = new Map<string, Comm>();
@@ -55,6 +56,7 @@ function finish(op: Op, err?: WireError): void {
     Atomics.store(slot, 0, -1);
     Atomics.notify(slot, 0);
   }
+  doneAt[op.opId % doneAt.length] = performance.timeOrigin + performance.now(); // published by the Atomics.store below
   Atomics.store(status, op.opId % status.length, err ? -(op.opId + 1) : op.opId + 1);
   parent.postMessage(err ? { t: 'done', opId: op.opId, err } : { t: 'done', opId: op.opId });
 }
@@ -263,6 +265,7 @@ parent.on('message', (m: ToWorker) => {
     case 'init': {
       worldRank = m.worldRank; ports = m.ports; timeoutMs = m.timeoutMs; link = m.link;
       status = new Int32Array(m.status);
+      doneAt = new Float64Array(m.doneAt);
       const w = comm('world');
       w.name = 'world'; w.members = Array.from({ length: m.worldSize }, (_, i) => i); w.me = worldRank;
       for (const p of ports) if (p) { allPorts.push(p); p.on('message', onPeer); }

@@ -39,7 +39,9 @@ class ThreadsWork implements Work {
   readonly #p: Promise<void>;
   #resolve!: () => void;
   #reject!: (e: CollectiveError) => void;
-  constructor(private readonly status: Int32Array | null, private readonly opId: number, private readonly staged: Staged[]) {
+  #completedAt: number | undefined;
+  constructor(private readonly status: Int32Array | null, private readonly opId: number, private readonly staged: Staged[],
+    private readonly doneAt: Float64Array | null = null) {
     this.#p = new Promise<void>((res, rej) => { this.#resolve = res; this.#reject = rej; });
     this.#p.catch(() => {}); // a Work nobody waits on must not become an unhandled rejection
   }
@@ -49,8 +51,13 @@ class ThreadsWork implements Work {
     if (this.#state === 'pending' && this.status && Atomics.load(this.status, this.opId % STATUS_SLOTS) === this.opId + 1) this.settle();
     return this.#state === 'ok';
   }
+  get completedAt(): number | undefined {
+    return this.completed ? this.#completedAt : undefined;
+  }
   settle(err?: CollectiveError): void {
     if (this.#state !== 'pending') return;
+    // the worker stamped the slot before publishing the status this thread observed
+    this.#completedAt = this.doneAt ? this.doneAt[this.opId % STATUS_SLOTS] : performance.timeOrigin + performance.now();
     this.#state = err ? 'failed' : 'ok';
     for (const s of this.staged) s.release?.(!err);
     if (err) this.#reject(err); else this.#resolve();
@@ -61,6 +68,7 @@ class ThreadsWork implements Work {
 export class RankLink {
   readonly worker: Worker;
   readonly status = new Int32Array(new SharedArrayBuffer(4 * STATUS_SLOTS));
+  readonly doneAt = new Float64Array(new SharedArrayBuffer(8 * STATUS_SLOTS));
   readonly pool = new StagingPool();
   readonly pending = new Map<number, Pending>();
   closed = false;
@@ -74,14 +82,14 @@ export class RankLink {
     this.worker.on('error', (e: Error) => this.#failAll('backend', `comm worker crashed: ${e.message}`));
     this.worker.on('exit', () => this.#failAll('backend', 'comm worker exited'));
     const ports = boot.ports.filter((p): p is Port => !!p);
-    const init: ToWorker = { t: 'init', worldRank: boot.worldRank, worldSize: boot.worldSize, ports: boot.ports, control: boot.control, status: this.status.buffer as SharedArrayBuffer, timeoutMs, link };
+    const init: ToWorker = { t: 'init', worldRank: boot.worldRank, worldSize: boot.worldSize, ports: boot.ports, control: boot.control, status: this.status.buffer as SharedArrayBuffer, doneAt: this.doneAt.buffer as SharedArrayBuffer, timeoutMs, link };
     this.worker.postMessage(init, [...ports, ...(boot.control ? [boot.control] : [])] as never);
   }
 
   issue(comm: string, msg: Omit<ToWorker & { t: 'op' }, 'opId' | 't'>, staged: Staged[], onError: ErrorMaker): Work {
     if (this.closed) return failed(onError('destroyed', 'the communicator was destroyed'));
     const opId = this.#nextOp++;
-    const w = new ThreadsWork(this.status, opId, staged);
+    const w = new ThreadsWork(this.status, opId, staged, this.doneAt);
     this.pending.set(opId, { comm, mk: onError, settle: (e) => w.settle(e) });
     if (!this.#refd) { this.worker.ref(); this.#refd = true; }
     this.worker.postMessage({ t: 'op', opId, ...msg } satisfies ToWorker);

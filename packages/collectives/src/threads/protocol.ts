@@ -23,7 +23,7 @@ export interface OpDesc {
 
 /** rank thread -> its comm worker */
 export type ToWorker =
-  | { t: 'init'; worldRank: number; worldSize: number; ports: (Port | null)[]; control: Port | null; status: SharedArrayBuffer; timeoutMs: number; link: LinkEmulation | null }
+  | { t: 'init'; worldRank: number; worldSize: number; ports: (Port | null)[]; control: Port | null; status: SharedArrayBuffer; doneAt: SharedArrayBuffer; timeoutMs: number; link: LinkEmulation | null }
   | { t: 'op'; comm: string; opId: number; seq: number; peer?: number; desc: OpDesc; child?: { id: string; name: string; slot: SharedArrayBuffer } }
   | { t: 'register'; comm: string; name: string; members: number[] }
   | { t: 'destroy'; comm: string; all: boolean };

@@ -60,3 +60,26 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     return [dg, du];
   });
 }
+
+/**
+ * 1 / (1 + e^(−x)), elementwise (sigmoid router scores, gates). Plain TS on every backend: it runs on
+ * router-sized tensors ([tokens, experts]), where a native call would cost more than the loop.
+ */
+export function sigmoid(x: Tensor): Tensor {
+  requireFloat('sigmoid', 'x', x);
+  if (x.dtype === 'bf16') return withF32([x], sigmoid);
+  const y = empty(x.shape, x.dtype);
+  const xs = arr(x), ys = arr(y);
+  for (let i = 0; i < xs.length; i++) {
+    const v = xs[i]!;
+    // two forms so that e^(·) never overflows
+    if (v >= 0) ys[i] = 1 / (1 + Math.exp(-v));
+    else { const e = Math.exp(v); ys[i] = e / (1 + e); }
+  }
+  return recordOp(y, 'sigmoid', [x], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    const gs = arr(g), ds = arr(dx);
+    for (let i = 0; i < ys.length; i++) ds[i] = gs[i]! * ys[i]! * (1 - ys[i]!);
+    return [dx];
+  });
+}

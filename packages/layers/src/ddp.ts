@@ -1,0 +1,125 @@
+// Data-parallel gradient averaging in buckets launched during backward (as torch DDP): parameters are grouped
+// into buckets of ~bucketBytes in reverse order (the order backward produces their gradients); when every
+// parameter of a bucket has its gradient (post-accumulate hook), the bucket is flattened and its all-reduce
+// (avg) is issued at once, overlapping the rest of the backward. finish() launches what is left, waits, and
+// writes the averaged gradients back into .grad.
+//
+// Like DDP without find_unused_parameters, each parameter is expected to receive its gradient once per
+// backward; a parameter that received none by finish() contributes zeros (and gets a zero .grad).
+import type { Communicator, Work } from '@farskip/collectives';
+import { Tensor } from '@farskip/tensor';
+import type { CommHandle, Tracer } from './trace.js';
+
+export interface GradientBucketsOptions {
+  /** bucket capacity (default 4 MiB of f32 gradients) */
+  bucketBytes?: number;
+  /** a name for trace spans and errors */
+  name?: string;
+  tracer?: Tracer;
+}
+
+interface Bucket {
+  params: Tensor[];
+  offsets: number[];
+  flat: Float32Array;
+  ready: number;
+  work: Work | null;
+  handle: CommHandle | null;
+}
+
+export class GradientBuckets {
+  private readonly buckets: Bucket[] = [];
+  private readonly bucketOf = new Map<Tensor, Bucket>();
+  private readonly seen = new Set<Tensor>();
+  private readonly hooks: { remove(): void }[] = [];
+  /** buckets launch strictly in index order (every rank of the group must issue their all-reduces alike) */
+  private nextLaunch = 0;
+  readonly name: string;
+
+  constructor(params: readonly Tensor[], readonly group: Communicator, private readonly options: GradientBucketsOptions = {}) {
+    this.name = options.name ?? 'dp';
+    const cap = Math.max(1, Math.floor((options.bucketBytes ?? 4 << 20) / 4));
+    let cur: Tensor[] = [];
+    let size = 0;
+    const close = (): void => {
+      if (!cur.length) return;
+      const offsets: number[] = [];
+      let off = 0;
+      for (const p of cur) { offsets.push(off); off += p.numel; }
+      const b: Bucket = { params: cur, offsets, flat: new Float32Array(off), ready: 0, work: null, handle: null };
+      for (const p of cur) this.bucketOf.set(p, b);
+      this.buckets.push(b);
+      cur = [];
+      size = 0;
+    };
+    for (const p of [...params].reverse()) {
+      if (!p.requiresGrad || !p.isLeaf) throw new Error(`${this.name}: every parameter must be a leaf that requires grad (got shape [${p.shape.join(', ')}])`);
+      if (p.dtype !== 'f32') throw new Error(`${this.name}: gradient buckets hold f32 gradients, got a ${p.dtype} parameter; keep f32 master weights`);
+      if (this.bucketOf.has(p)) throw new Error(`${this.name}: a parameter is listed twice`);
+      cur.push(p);
+      this.bucketOf.set(p, null as never);
+      size += p.numel;
+      if (size >= cap) close();
+    }
+    close();
+    if (group.size > 1) {
+      for (const p of params) this.hooks.push(p.registerPostAccumulateGradHook((t) => this.onGrad(t)));
+    }
+  }
+
+  get bucketCount(): number {
+    return this.buckets.length;
+  }
+
+  private onGrad(p: Tensor): void {
+    if (this.seen.has(p)) {
+      throw new Error(`${this.name}: a parameter of shape [${p.shape.join(', ')}] received a second gradient in one backward ` +
+        '(used twice in the forward?); its bucket may already be in flight');
+    }
+    this.seen.add(p);
+    const b = this.bucketOf.get(p)!;
+    b.ready++;
+    while (this.nextLaunch < this.buckets.length) {
+      const next = this.buckets[this.nextLaunch]!;
+      if (next.ready < next.params.length) break;
+      this.launch(next);
+      this.nextLaunch++;
+    }
+  }
+
+  private launch(b: Bucket): void {
+    b.params.forEach((p, i) => {
+      if (p.grad) b.flat.set(p.grad.data as Float32Array, b.offsets[i]);
+      else b.flat.fill(0, b.offsets[i], b.offsets[i]! + p.numel);
+    });
+    b.work = this.group.allReduce(b.flat, 'avg');
+    b.handle = this.options.tracer ? this.options.tracer.comm(`${this.name}.bucket${this.buckets.indexOf(b)}`, b.work, b.flat.byteLength) : null;
+  }
+
+  /** Launches the buckets not yet launched, waits for all, writes the averages into .grad; resets for the next step. */
+  async finish(): Promise<void> {
+    if (this.group.size === 1) return this.reset();
+    for (const b of this.buckets) if (!b.work) this.launch(b);
+    for (const b of this.buckets) {
+      if (b.handle) await b.handle.wait();
+      else await b.work!.wait();
+      b.params.forEach((p, i) => {
+        const avg = b.flat.slice(b.offsets[i], b.offsets[i]! + p.numel);
+        p.grad = new Tensor(avg, p.shape.slice());
+      });
+    }
+    this.reset();
+  }
+
+  private reset(): void {
+    this.seen.clear();
+    this.nextLaunch = 0;
+    for (const b of this.buckets) { b.ready = 0; b.work = null; b.handle = null; }
+  }
+
+  /** Removes the hooks. */
+  remove(): void {
+    for (const h of this.hooks) h.remove();
+    this.hooks.length = 0;
+  }
+}

@@ -1,0 +1,234 @@
+// Mixture of experts with explicit phases, so a schedule can put other work between them (as Megatron's token
+// dispatcher):
+//   begin()   route -> permute (token copies sorted by expert) -> [all-to-all form] exchange per-expert counts,
+//             issue the dispatch all-to-all
+//   experts() wait for the dispatch -> group rows by local expert -> SwiGLU experts (grouped GEMM) -> back to
+//             source order -> issue the combine all-to-all      [all-reduce form: local experts on the replicated
+//             tokens, unpermute into a partial sum, issue its all-reduce]
+//   finish()  wait for the combine -> weight and unpermute (scatter-add into [tokens, hidden]) -> routed output
+// Forms: 'all-to-all' (training, prefill with EP: every rank has its own tokens, experts split over the group)
+// and 'all-reduce' (inference with TP/EP: tokens replicated over the group, experts split over it, the routed
+// output is each rank's partial sum). Shared experts are not part of the phases: the block runs them where the
+// schedule wants them (and the all-reduce form fuses their partial sum with attention's).
+import type { Communicator } from '@farskip/collectives';
+import { groupedMatmul, mul, swiglu } from '@farskip/kernels';
+import { indexAdd, indexSelect, Tensor } from '@farskip/tensor';
+import { expectShape, leaf } from './attention.js';
+import { allReduceTensor, allToAllTensor, issued } from './comm.js';
+import type { CommEnv } from './comm.js';
+import { ParallelContext, solo } from './context.js';
+import { SwiGluMlp } from './mlp.js';
+import type { MlpWeights } from './mlp.js';
+import { Router } from './router.js';
+import type { RouterConfig, RouterWeights } from './router.js';
+
+export interface MoEConfig extends RouterConfig {
+  hidden: number;
+  /** routed experts' intermediate size */
+  expertHidden: number;
+  /** where the routing weight multiplies: the expert output (default; most families) or its input (Llama-4) */
+  weightOn?: 'output' | 'input';
+}
+
+/** Full weights of all experts, stacked, nn.Linear layout per expert. */
+export interface ExpertWeights {
+  /** [numExperts, expertHidden, hidden] */
+  gate: Tensor;
+  /** [numExperts, expertHidden, hidden] */
+  up: Tensor;
+  /** [numExperts, hidden, expertHidden] */
+  down: Tensor;
+}
+
+export interface MoEWeights {
+  router: RouterWeights;
+  experts: ExpertWeights;
+  shared?: MlpWeights;
+}
+
+export type MoEForm = 'all-to-all' | 'all-reduce';
+
+export interface MoEOptions {
+  /** the group the routed experts are split across (default: one rank) */
+  expertGroup?: Communicator;
+  /** the group the shared experts are split across (tensor parallel; default: one rank) */
+  sharedGroup?: Communicator;
+  form?: MoEForm;
+}
+
+/** The interface a FarSkip block needs from any MoE implementation. */
+export interface MoELike {
+  readonly shared: SwiGluMlp | null;
+  begin(u: Tensor, env: CommEnv): Promise<DispatchedTokens>;
+  parameters(): [string, Tensor][];
+  /** the parameters split across the expert group (their gradients are averaged over dp only) */
+  expertParameters(): [string, Tensor][];
+}
+
+export interface DispatchedTokens {
+  /** waits for the dispatch, runs the local experts, issues the combine */
+  experts(): Promise<CombinedTokens>;
+}
+
+export interface CombinedTokens {
+  /** waits for the combine; the routed output [tokens, hidden] */
+  finish(): Promise<Tensor>;
+}
+
+export class MoE implements MoELike {
+  readonly router: Router;
+  readonly shared: SwiGluMlp | null;
+  readonly w1: Tensor;
+  readonly w3: Tensor;
+  readonly w2: Tensor;
+  readonly firstExpert: number;
+  readonly localExperts: number;
+  readonly group: Communicator;
+  readonly form: MoEForm;
+
+  constructor(readonly config: MoEConfig, weights: MoEWeights, options: MoEOptions = {}) {
+    const { hidden, expertHidden: I, numExperts: E } = config;
+    this.group = options.expertGroup ?? solo();
+    this.form = options.form ?? 'all-to-all';
+    this.router = new Router(hidden, config, weights.router);
+    expectShape('experts.gate', weights.experts.gate, [E, I, hidden]);
+    expectShape('experts.up', weights.experts.up, [E, I, hidden]);
+    expectShape('experts.down', weights.experts.down, [E, hidden, I]);
+    const [e0, e1] = ParallelContext.shard(E, this.group, 'MoE experts');
+    this.firstExpert = e0;
+    this.localExperts = e1 - e0;
+    this.w1 = leaf(weights.experts.gate.slice(0, e0, e1));
+    this.w3 = leaf(weights.experts.up.slice(0, e0, e1));
+    this.w2 = leaf(weights.experts.down.slice(0, e0, e1));
+    this.shared = weights.shared ? new SwiGluMlp(hidden, weights.shared, options.sharedGroup ?? solo()) : null;
+  }
+
+  /** All phases back to back: the routed output [tokens, hidden] of u [tokens, hidden]. */
+  async forward(u: Tensor, env: CommEnv): Promise<Tensor> {
+    return (await (await this.begin(u, env)).experts()).finish();
+  }
+
+  async begin(u: Tensor, env: CommEnv): Promise<DispatchedTokens> {
+    const N = u.shape[0]!, k = this.config.topK;
+    const routing = this.router.route(u);
+    const P = this.group.size, L = this.localExperts, E = this.config.numExperts;
+    const local = this.form === 'all-reduce';
+    // token copies sorted by expert (stable: token order within an expert); the all-reduce form keeps only
+    // the copies for this rank's experts
+    const order = sortCopiesByExpert(routing.experts, E, local ? [this.firstExpert, this.firstExpert + L] : [0, E]);
+    const tokenOf = Int32Array.from(order, (c) => Math.floor(c / k));
+    let rows = indexSelect(u, 0, i32(tokenOf));
+    const weights = indexSelect(routing.weights.reshape(N * k), 0, i32(order)).reshape(order.length, 1);
+    if (this.config.weightOn === 'input') rows = mul(rows, weights);
+    const finishRows = (y: Tensor): Tensor => {
+      const weighted = this.config.weightOn === 'input' ? y : mul(y, weights);
+      return indexAdd(Tensor.zeros([N, this.config.hidden], { dtype: u.dtype }), 0, i32(tokenOf), weighted);
+    };
+
+    if (local) {
+      const groupSizes = routing.counts.slice(this.firstExpert, this.firstExpert + L);
+      return {
+        experts: async () => {
+          const partial = finishRows(this.runExperts(rows, groupSizes));
+          const reduced = await issued(env, allReduceTensor(partial, this.group, env, 'moe.allReduce'));
+          return { finish: () => reduced.wait() };
+        },
+      };
+    }
+
+    // all-to-all form: counts per (destination rank, its local expert) are this rank's counts [E] in order
+    const recvCounts = await this.exchangeCounts(routing.counts, env);
+    const sendRows = Array.from({ length: P }, (_, p) => sumRange(routing.counts, p * L, (p + 1) * L));
+    const recvRows = Array.from({ length: P }, (_, q) => sumRange(recvCounts, q * L, (q + 1) * L));
+    const dispatched = await issued(env, allToAllTensor(rows, this.group, sendRows, recvRows, env, 'moe.dispatch'));
+    return {
+      experts: async () => {
+        const got = await dispatched.wait(); // [Σ recvRows, hidden], source-major then expert
+        const { index, inverse, groupSizes } = sourceToExpertMajor(recvCounts, P, L);
+        const y = this.runExperts(indexSelect(got, 0, i32(index)), groupSizes);
+        const back = indexSelect(y, 0, i32(inverse));
+        const combined = await issued(env, allToAllTensor(back, this.group, recvRows, sendRows, env, 'moe.combine'));
+        return { finish: async () => finishRows(await combined.wait()) };
+      },
+    };
+  }
+
+  /** x [rows, hidden] grouped by local expert (groupSizes [L]) -> SwiGLU experts -> [rows, hidden]. */
+  private runExperts(x: Tensor, groupSizes: Int32Array): Tensor {
+    const sizes = i32(groupSizes);
+    const g = groupedMatmul(x, this.w1, sizes, { transW: true });
+    const up = groupedMatmul(x, this.w3, sizes, { transW: true });
+    return groupedMatmul(swiglu(g, up), this.w2, sizes, { transW: true });
+  }
+
+  /** Sends counts[p·L .. (p+1)·L) to rank p; returns [P·L]: from each source rank, its rows per local expert. */
+  private async exchangeCounts(counts: Int32Array, env: CommEnv): Promise<Int32Array> {
+    const P = this.group.size;
+    if (P === 1) return counts.slice();
+    const recv = new Int32Array(counts.length);
+    const work = this.group.allToAll(counts.slice(), recv);
+    if (env.tracer) await env.tracer.comm('moe.dispatch.counts', work, counts.byteLength).wait();
+    else await work.wait();
+    return recv;
+  }
+
+  parameters(): [string, Tensor][] {
+    const p: [string, Tensor][] = this.router.parameters().map(([n, t]) => [n, t]);
+    p.push(...this.expertParameters());
+    if (this.shared) p.push(...this.shared.parameters().map(([n, t]) => [`shared_experts.${n}`, t] as [string, Tensor]));
+    return p;
+  }
+
+  expertParameters(): [string, Tensor][] {
+    return [['experts.gate_proj', this.w1], ['experts.up_proj', this.w3], ['experts.down_proj', this.w2]];
+  }
+}
+
+function i32(a: Int32Array): Tensor {
+  return new Tensor(a, [a.length], { dtype: 'i32' });
+}
+
+function sumRange(a: Int32Array, from: number, to: number): number {
+  let s = 0;
+  for (let i = from; i < to; i++) s += a[i]!;
+  return s;
+}
+
+/** Copy ids c (token c / k, slot c % k) whose expert lies in [lo, hi), sorted by expert, stable. */
+export function sortCopiesByExpert(experts: Int32Array, numExperts: number, [lo, hi]: [number, number]): Int32Array {
+  const start = new Int32Array(numExperts + 1);
+  for (const e of experts) if (e >= lo && e < hi) start[e + 1]!++;
+  for (let e = 0; e < numExperts; e++) start[e + 1]! += start[e]!;
+  const out = new Int32Array(start[numExperts]!);
+  const fill = start.slice();
+  for (let c = 0; c < experts.length; c++) {
+    const e = experts[c]!;
+    if (e >= lo && e < hi) out[fill[e]!++] = c;
+  }
+  return out;
+}
+
+/**
+ * Received rows are ordered (source rank q, local expert e) with recvCounts[q·L + e] rows each; the experts
+ * need them ordered (e, q). Returns the gather index into the received rows, its inverse, and the rows per
+ * local expert.
+ */
+export function sourceToExpertMajor(recvCounts: Int32Array, P: number, L: number): { index: Int32Array; inverse: Int32Array; groupSizes: Int32Array } {
+  const start = new Int32Array(P * L);
+  let off = 0;
+  for (let j = 0; j < P * L; j++) { start[j] = off; off += recvCounts[j]!; }
+  const index = new Int32Array(off);
+  const groupSizes = new Int32Array(L);
+  let n = 0;
+  for (let e = 0; e < L; e++) {
+    for (let q = 0; q < P; q++) {
+      const c = recvCounts[q * L + e]!, s = start[q * L + e]!;
+      for (let r = 0; r < c; r++) index[n++] = s + r;
+      groupSizes[e]! += c;
+    }
+  }
+  const inverse = new Int32Array(off);
+  for (let i = 0; i < off; i++) inverse[index[i]!] = i;
+  return { index, inverse, groupSizes };
+}
+
