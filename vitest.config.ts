@@ -5,12 +5,15 @@ import { defineConfig } from 'vitest/config';
 // the built packages through their public exports (`npm test` runs the cached turbo build first).
 const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
 const alias = { '@farskip/tensor': src('tensor'), '@farskip/kernels': src('kernels') };
+// layers runs its ranks in one thread (threads backend from collectives' dist) and tests its sources
+const layersAlias = { ...alias, '@farskip/layers': src('layers') };
 
 export default defineConfig({
   test: {
     projects: [
       { resolve: { alias }, test: { name: 'tensor', root: 'packages/tensor', include: ['__tests__/**/*.test.ts'] } },
       { resolve: { alias }, test: { name: 'kernels', root: 'packages/kernels', include: ['__tests__/**/*.test.ts'], testTimeout: 60_000 } },
+      { resolve: { alias: layersAlias }, test: { name: 'layers', root: 'packages/layers', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       // collectives runs ranks in worker threads, which load the built JS: its tests use dist (npm test builds first)
       { test: { name: 'collectives', root: 'packages/collectives', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { test: { name: 'integration', root: 'tests', include: ['**/*.test.ts'], testTimeout: 120_000 } },

@@ -17,6 +17,8 @@ export type Schedule = 'reference' | 'overlapped';
 export interface CommEnv {
   schedule: Schedule;
   tracer?: Tracer;
+  /** prefix of trace span names, e.g. 'layer3' */
+  scope?: string;
 }
 
 /** A result that is still being communicated. */
@@ -41,7 +43,7 @@ function buffer(t: Tensor, what: string): HostBuffer {
 }
 
 function track(env: CommEnv, name: string, work: import('@farskip/collectives').Work, bytes: number): CommHandle | null {
-  return env.tracer ? env.tracer.comm(name, work, bytes) : null;
+  return env.tracer ? env.tracer.comm(env.scope && !name.startsWith(env.scope) ? `${env.scope}.${name}` : name, work, bytes) : null;
 }
 
 async function waitForward(h: CommHandle | null, work: import('@farskip/collectives').Work): Promise<void> {

@@ -99,6 +99,18 @@ export class GradientBuckets {
   /** Launches the buckets not yet launched, waits for all, writes the averages into .grad; resets for the next step. */
   async finish(): Promise<void> {
     if (this.group.size === 1) return this.reset();
+    // what happens here belongs to the backward pass (buckets of parameters that got no gradient, the waits)
+    const tracer = this.options.tracer;
+    const phase = tracer?.phase;
+    if (tracer) tracer.phase = 'backward';
+    try {
+      await this.finishBuckets();
+    } finally {
+      if (tracer) tracer.phase = phase!;
+    }
+  }
+
+  private async finishBuckets(): Promise<void> {
     for (const b of this.buckets) if (!b.work) this.launch(b);
     for (const b of this.buckets) {
       if (b.handle) await b.handle.wait();

@@ -14,7 +14,7 @@ import type { Communicator } from '@farskip/collectives';
 import { groupedMatmul, mul, swiglu } from '@farskip/kernels';
 import { indexAdd, indexSelect, Tensor } from '@farskip/tensor';
 import { expectShape, leaf } from './attention.js';
-import { allReduceTensor, allToAllTensor, issued } from './comm.js';
+import { allReduceTensor, allToAllTensor, copyToGroup, issued } from './comm.js';
 import type { CommEnv } from './comm.js';
 import { ParallelContext, solo } from './context.js';
 import { SwiGluMlp } from './mlp.js';
@@ -117,8 +117,13 @@ export class MoE implements MoELike {
     // the copies for this rank's experts
     const order = sortCopiesByExpert(routing.experts, E, local ? [this.firstExpert, this.firstExpert + L] : [0, E]);
     const tokenOf = Int32Array.from(order, (c) => Math.floor(c / k));
-    let rows = indexSelect(u, 0, i32(tokenOf));
-    const weights = indexSelect(routing.weights.reshape(N * k), 0, i32(order)).reshape(order.length, 1);
+    // all-reduce form: every rank routes the same tokens but runs only its experts, so the gradients reaching u
+    // and the routing weights through the experts are partial sums: copyToGroup sums them over the group in the
+    // backward (the router itself is replicated and gets identical, complete gradients on every rank)
+    const expertIn = local ? copyToGroup(u, this.group, env, 'moe.copyToGroup') : u;
+    const allWeights = local ? copyToGroup(routing.weights, this.group, env, 'moe.weights.copyToGroup') : routing.weights;
+    let rows = indexSelect(expertIn, 0, i32(tokenOf));
+    const weights = indexSelect(allWeights.reshape(N * k), 0, i32(order)).reshape(order.length, 1);
     if (this.config.weightOn === 'input') rows = mul(rows, weights);
     const finishRows = (y: Tensor): Tensor => {
       const weighted = this.config.weightOn === 'input' ? y : mul(y, weights);
@@ -167,7 +172,7 @@ export class MoE implements MoELike {
     if (P === 1) return counts.slice();
     const recv = new Int32Array(counts.length);
     const work = this.group.allToAll(counts.slice(), recv);
-    if (env.tracer) await env.tracer.comm('moe.dispatch.counts', work, counts.byteLength).wait();
+    if (env.tracer) await env.tracer.comm(`${env.scope ? env.scope + '.' : ''}moe.dispatch.counts`, work, counts.byteLength).wait();
     else await work.wait();
     return recv;
   }

@@ -2,7 +2,7 @@
 // best groups of experts (DeepSeek-V2 'group_limited_greedy': group score = max; DeepSeek-V3 'noaux_tc': group
 // score = sum of the top 2, on scores plus a correction bias that affects the choice only); the weights are the
 // chosen experts' scores (differentiable), optionally renormalised to sum to 1, times routedScaling.
-import { gather, Tensor, recordOp } from '@farskip/tensor';
+import { allocate, gather, Tensor, recordOp } from '@farskip/tensor';
 import { linear, scale, sigmoid, softmax } from '@farskip/kernels';
 import { expectShape, leaf } from './attention.js';
 
@@ -127,9 +127,13 @@ function topIndices(v: Float64Array, k: number, mask?: Uint8Array): Int32Array {
 
 /** w [rows, k] -> w / Σ_row w (HF: topk_weight / (topk_weight.sum(-1) + 1e-20)). */
 export function normalizeRows(w: Tensor): Tensor {
+  // computes in w's dtype (f32, or f64 for references and gradcheck); bf16 through f32
+  if (w.dtype === 'bf16') return normalizeRows(w.to('f32')).to('bf16');
+  if (w.dtype !== 'f32' && w.dtype !== 'f64') throw new Error(`normalizeRows: w must be a float tensor, got ${w.dtype}`);
+  const dtype = w.dtype;
   const [rows, k] = w.shape as [number, number];
-  const x = w.data as Float32Array;
-  const y = new Float32Array(x.length);
+  const x = w.data as Float32Array | Float64Array;
+  const y = allocate(dtype, x.length);
   const sums = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -138,16 +142,16 @@ export function normalizeRows(w: Tensor): Tensor {
     sums[r] = s;
     for (let j = 0; j < k; j++) y[r * k + j] = x[r * k + j]! / s;
   }
-  const out = new Tensor(y, [rows, k]);
+  const out = new Tensor(y, [rows, k], { dtype });
   return recordOp(out, 'normalizeRows', [w], (g) => {
     // d y_j / d x_i = (δ_ij − y_j) / S  ->  dx_i = (g_i − Σ_j g_j y_j) / S
-    const gs = g.data as Float32Array;
-    const dx = new Float32Array(x.length);
+    const gs = g.data as Float32Array | Float64Array;
+    const dx = allocate(dtype, x.length);
     for (let r = 0; r < rows; r++) {
       let dot = 0;
       for (let j = 0; j < k; j++) dot += gs[r * k + j]! * y[r * k + j]!;
       for (let j = 0; j < k; j++) dx[r * k + j] = (gs[r * k + j]! - dot) / sums[r]!;
     }
-    return [new Tensor(dx, [rows, k])];
+    return [new Tensor(dx, [rows, k], { dtype })];
   });
 }

@@ -76,8 +76,9 @@ export class FarSkipStack {
     return compute(env, `${name}.residual`, () => add(st.xr, t.reshape(...st.xr.shape)));
   }
 
-  private async layer(b: BlockModules, c: LayerConnectivity, st: Streams, positions: Tensor, env: CommEnv,
+  private async layer(b: BlockModules, c: LayerConnectivity, st: Streams, positions: Tensor, stackEnv: CommEnv,
     allReduceForm: boolean, name: string): Promise<Streams> {
+    const env: CommEnv = { ...stackEnv, scope: name };
     const eps = b.eps ?? this.eps;
     const [B, T, H] = st.xr.shape as [number, number, number];
     const attnOnRoutedFree = c.attnReadsRoutedFree && st.routedFreeValid;

@@ -16,19 +16,20 @@ export async function standardForward(stack: FarSkipStack, x: Tensor, positions:
   const run = <T>(name: string, fn: () => T): T => (tracer ? tracer.compute(name, fn) : fn());
   for (let k = 0; k < stack.blocks.length; k++) {
     const b = stack.blocks[k]!;
+    const lenv: CommEnv = { ...env, scope: `layer${k}` };
     const eps = b.eps ?? stack.eps;
     const [B, T, H] = x.shape as [number, number, number];
-    const aPartial = run(`layer${k}.attn`, () => b.attention.partB(b.attention.partA(rmsNorm(x, b.inputNorm, eps), positions, env)));
-    const a = await allReduceTensor(aPartial, b.attention.reduceGroup, env, `layer${k}.attn.allReduce`).wait();
+    const aPartial = run(`layer${k}.attn`, () => b.attention.partB(b.attention.partA(rmsNorm(x, b.inputNorm, eps), positions, lenv)));
+    const a = await allReduceTensor(aPartial, b.attention.reduceGroup, lenv, `layer${k}.attn.allReduce`).wait();
     const h = run(`layer${k}.residual.attn`, () => add(x, a));
     const u = run(`layer${k}.norm2`, () => rmsNorm(h, b.postAttentionNorm, eps).reshape(B * T, H));
     const moe = isMoE(b.mlp) ? b.mlp : null;
-    const t = moe ? await (await (await moe.begin(u, env)).experts()).finish() : null;
+    const t = moe ? await (await (await moe.begin(u, lenv)).experts()).finish() : null;
     const shared: MlpLike | null = moe ? moe.shared : (b.mlp as MlpLike);
     let next = h;
     if (shared) {
-      const sPartial = run(`layer${k}.shared`, () => shared.forward(u, env).reshape(B, T, H));
-      const s = await allReduceTensor(sPartial, shared.reduceGroup, env, `layer${k}.shared.allReduce`).wait();
+      const sPartial = run(`layer${k}.shared`, () => shared.forward(u, lenv).reshape(B, T, H));
+      const s = await allReduceTensor(sPartial, shared.reduceGroup, lenv, `layer${k}.shared.allReduce`).wait();
       next = run(`layer${k}.residual.shared`, () => add(h, s));
     }
     x = t ? run(`layer${k}.residual.routed`, () => add(next, t.reshape(B, T, H))) : next;

@@ -171,11 +171,26 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
     if (head && deferred.delete(head)) pushReady(head);
   };
   const owners = new Map<Node, Tensor>(); // the tensor each node produced (for retainGrad)
+  // Priority among ready nodes: the one closest to an ordered (collective-issuing) node first, so collectives
+  // are issued as early as their inputs allow and the work that leads to none fills the time they are in
+  // flight; then the most recently created (reverse creation order, as PyTorch). Without ordered nodes in the
+  // graph every distance is infinite and the order is plain reverse creation order.
+  const toCollective = new Map<Node, number>();
+  if (orderLists.size) {
+    for (const n of [...deps.keys()].sort((a, b) => a.sequence - b.sequence)) {
+      let d = Infinity;
+      if (n.orderKey !== undefined) d = 0;
+      else for (const t of n.inputs) { const g = t?.gradFn; if (g && toCollective.has(g)) d = Math.min(d, toCollective.get(g)! + 1); }
+      toCollective.set(n, d);
+    }
+  }
+  const dist = (n: Node): number => toCollective.get(n) ?? Infinity;
+  const runsBefore = (a: Node, b: Node): boolean => dist(a) < dist(b) || (dist(a) === dist(b) && a.sequence > b.sequence);
   const ready: Node[] = [];
   const pushReady = (n: Node): void => {
-    // keep `ready` sorted by sequence ascending; pop() takes the most recent node
+    // keep `ready` sorted so that pop() takes the node that runs first
     let i = ready.length;
-    while (i > 0 && ready[i - 1]!.sequence > n.sequence) i--;
+    while (i > 0 && runsBefore(ready[i - 1]!, n)) i--;
     ready.splice(i, 0, n);
   };
 
