@@ -1,7 +1,8 @@
 // Mixture of experts with explicit phases, so a schedule can put other work between them (as Megatron's token
 // dispatcher):
-//   begin()   route -> permute (token copies sorted by expert) -> [all-to-all form] exchange per-expert counts,
-//             issue the dispatch all-to-all
+//   begin()   route -> permute (token copies sorted by expert) -> [all-to-all form] issue the exchange of
+//             per-expert counts
+//   dispatch() wait for the counts, issue the dispatch all-to-all
 //   experts() wait for the dispatch -> group rows by local expert -> SwiGLU experts (grouped GEMM) -> back to
 //             source order -> issue the combine all-to-all      [all-reduce form: local experts on the replicated
 //             tokens, unpermute into a partial sum, issue its all-reduce]
@@ -15,7 +16,8 @@ import { groupedMatmul, mul, swiglu } from '@farskip/kernels';
 import { indexAdd, indexSelect, Tensor } from '@farskip/tensor';
 import { expectShape, leaf } from './attention.js';
 import { allReduceTensor, allToAllTensor, copyToGroup, issued } from './comm.js';
-import type { CommEnv } from './comm.js';
+import { resolved } from './comm.js';
+import type { CommEnv, Pending } from './comm.js';
 import { ParallelContext, solo } from './context.js';
 import { SwiGluMlp } from './mlp.js';
 import type { MlpWeights } from './mlp.js';
@@ -59,10 +61,16 @@ export interface MoEOptions {
 /** The interface a FarSkip block needs from any MoE implementation. */
 export interface MoELike {
   readonly shared: SwiGluMlp | null;
-  begin(u: Tensor, env: CommEnv): Promise<DispatchedTokens>;
+  /** route and permute; the all-to-all form also issues the exchange of per-expert counts */
+  begin(u: Tensor, env: CommEnv): RoutedTokens;
   parameters(): [string, Tensor][];
   /** the parameters split across the expert group (their gradients are averaged over dp only) */
   expertParameters(): [string, Tensor][];
+}
+
+export interface RoutedTokens {
+  /** waits for the counts, issues the token dispatch (all-to-all form; the all-reduce form has none) */
+  dispatch(): Promise<DispatchedTokens>;
 }
 
 export interface DispatchedTokens {
@@ -105,12 +113,13 @@ export class MoE implements MoELike {
 
   /** All phases back to back: the routed output [tokens, hidden] of u [tokens, hidden]. */
   async forward(u: Tensor, env: CommEnv): Promise<Tensor> {
-    return (await (await this.begin(u, env)).experts()).finish();
+    return (await (await this.begin(u, env).dispatch()).experts()).finish();
   }
 
-  async begin(u: Tensor, env: CommEnv): Promise<DispatchedTokens> {
+  begin(u: Tensor, env: CommEnv): RoutedTokens {
     const N = u.shape[0]!, k = this.config.topK;
-    const routing = this.router.route(u);
+    const span = <T>(name: string, fn: () => T): T => (env.tracer ? env.tracer.compute(`${env.scope ? env.scope + '.' : ''}moe.${name}`, fn) : fn());
+    const routing = span('route', () => this.router.route(u));
     const P = this.group.size, L = this.localExperts, E = this.config.numExperts;
     const local = this.form === 'all-reduce';
     // token copies sorted by expert (stable: token order within an expert); the all-reduce form keeps only
@@ -122,36 +131,49 @@ export class MoE implements MoELike {
     // backward (the router itself is replicated and gets identical, complete gradients on every rank)
     const expertIn = local ? copyToGroup(u, this.group, env, 'moe.copyToGroup') : u;
     const allWeights = local ? copyToGroup(routing.weights, this.group, env, 'moe.weights.copyToGroup') : routing.weights;
-    let rows = indexSelect(expertIn, 0, i32(tokenOf));
-    const weights = indexSelect(allWeights.reshape(N * k), 0, i32(order)).reshape(order.length, 1);
-    if (this.config.weightOn === 'input') rows = mul(rows, weights);
-    const finishRows = (y: Tensor): Tensor => {
+    const weights = span('permute', () => indexSelect(allWeights.reshape(N * k), 0, i32(order)).reshape(order.length, 1));
+    const rows = span('permute', () => {
+      const r = indexSelect(expertIn, 0, i32(tokenOf));
+      return this.config.weightOn === 'input' ? mul(r, weights) : r;
+    });
+    const finishRows = (y: Tensor): Tensor => span('unpermute', () => {
       const weighted = this.config.weightOn === 'input' ? y : mul(y, weights);
       return indexAdd(Tensor.zeros([N, this.config.hidden], { dtype: u.dtype }), 0, i32(tokenOf), weighted);
-    };
+    });
 
     if (local) {
       const groupSizes = routing.counts.slice(this.firstExpert, this.firstExpert + L);
-      return {
+      const dispatched: DispatchedTokens = {
         experts: async () => {
-          const partial = finishRows(this.runExperts(rows, groupSizes));
+          const partial = finishRows(span('experts', () => this.runExperts(rows, groupSizes)));
           const reduced = await issued(env, allReduceTensor(partial, this.group, env, 'moe.allReduce'));
           return { finish: () => reduced.wait() };
         },
       };
+      return { dispatch: () => Promise.resolve(dispatched) };
     }
 
-    // all-to-all form: counts per (destination rank, its local expert) are this rank's counts [E] in order
-    const recvCounts = await this.exchangeCounts(routing.counts, env);
-    const sendRows = Array.from({ length: P }, (_, p) => sumRange(routing.counts, p * L, (p + 1) * L));
+    // all-to-all form: counts per (destination rank, its local expert) are this rank's counts [E] in order;
+    // their exchange is issued now and waited in dispatch()
+    const counts = this.exchangeCounts(routing.counts, env);
+    return { dispatch: () => counts.wait().then((recvCounts) => this.dispatchRows(rows, routing.counts, recvCounts, finishRows, env)) };
+  }
+
+  private async dispatchRows(rows: Tensor, sendCounts: Int32Array, recvCounts: Int32Array, finishRows: (y: Tensor) => Tensor,
+    env: CommEnv): Promise<DispatchedTokens> {
+    const P = this.group.size, L = this.localExperts;
+    const span = <T>(name: string, fn: () => T): T => (env.tracer ? env.tracer.compute(`${env.scope ? env.scope + '.' : ''}moe.${name}`, fn) : fn());
+    const sendRows = Array.from({ length: P }, (_, p) => sumRange(sendCounts, p * L, (p + 1) * L));
     const recvRows = Array.from({ length: P }, (_, q) => sumRange(recvCounts, q * L, (q + 1) * L));
     const dispatched = await issued(env, allToAllTensor(rows, this.group, sendRows, recvRows, env, 'moe.dispatch'));
     return {
       experts: async () => {
         const got = await dispatched.wait(); // [Σ recvRows, hidden], source-major then expert
-        const { index, inverse, groupSizes } = sourceToExpertMajor(recvCounts, P, L);
-        const y = this.runExperts(indexSelect(got, 0, i32(index)), groupSizes);
-        const back = indexSelect(y, 0, i32(inverse));
+        const back = span('experts', () => {
+          const { index, inverse, groupSizes } = sourceToExpertMajor(recvCounts, P, L);
+          const y = this.runExperts(indexSelect(got, 0, i32(index)), groupSizes);
+          return indexSelect(y, 0, i32(inverse));
+        });
         const combined = await issued(env, allToAllTensor(back, this.group, recvRows, sendRows, env, 'moe.combine'));
         return { finish: async () => finishRows(await combined.wait()) };
       },
@@ -167,14 +189,14 @@ export class MoE implements MoELike {
   }
 
   /** Sends counts[p·L .. (p+1)·L) to rank p; returns [P·L]: from each source rank, its rows per local expert. */
-  private async exchangeCounts(counts: Int32Array, env: CommEnv): Promise<Int32Array> {
+  private exchangeCounts(counts: Int32Array, env: CommEnv): Pending<Int32Array> {
     const P = this.group.size;
-    if (P === 1) return counts.slice();
+    if (P === 1) return resolved(counts.slice());
     const recv = new Int32Array(counts.length);
     const work = this.group.allToAll(counts.slice(), recv);
-    if (env.tracer) await env.tracer.comm(`${env.scope ? env.scope + '.' : ''}moe.dispatch.counts`, work, counts.byteLength).wait();
-    else await work.wait();
-    return recv;
+    const h = env.tracer ? env.tracer.comm(`${env.scope ? env.scope + '.' : ''}moe.dispatch.counts`, work, counts.byteLength) : null;
+    let p: Promise<Int32Array> | null = null;
+    return { wait: () => (p ??= (h ? h.wait() : work.wait()).then(() => recv)) };
   }
 
   parameters(): [string, Tensor][] {

@@ -2,8 +2,12 @@
 //   reference   every collective waited where it is issued, in program order
 //   overlapped  training / EP form, per MoE layer:
 //                 attention part A ‖ previous layer's combine -> wait, unpermute, add -> norm, route, permute
-//                 -> dispatch ‖ attention part B -> wait -> routed experts -> combine ‖ shared experts and the
-//                 next layer's part A
+//                 -> exchange of per-expert counts ‖ attention part B -> token dispatch ‖ shared experts ->
+//                 wait -> routed experts -> combine ‖ the next layer's part A
+//               (the paper puts the dispatch behind part B and the shared experts behind the combine; waiting
+//               for the counts right after routing exposed every rank-to-rank skew — 80 % forward overlap in
+//               bench/moe-stack.mjs — so here part B hides the counts and the skew, the shared experts the
+//               dispatch)
 //               all-reduce form (inference, tokens replicated over TP/EP): attention's partial sum + the shared
 //                 experts' partial sum in one all-reduce ‖ routed experts; routed all-reduce ‖ next attention
 // Both schedules run the same operations on the same values in the same order of additions, so their outputs
@@ -16,7 +20,7 @@ import type { CommEnv, Pending, Schedule } from './comm.js';
 import { layerPlan } from './connectivity.js';
 import type { FarSkipOptions, LayerConnectivity } from './connectivity.js';
 import type { MlpLike } from './mlp.js';
-import type { CombinedTokens, MoELike } from './moe.js';
+import type { CombinedTokens, DispatchedTokens, MoELike, RoutedTokens } from './moe.js';
 import type { Tracer } from './trace.js';
 
 export type { Schedule };
@@ -90,12 +94,15 @@ export class FarSkipStack {
     const moe = isMoE(b.mlp) ? b.mlp : null;
     const shared: MlpLike | null = moe ? moe.shared : (b.mlp as MlpLike);
 
-    // MLP input before attention part B (FarSkip: the dispatch overlaps part B) ...
+    // MLP input before attention part B (FarSkip): routing, and the exchange of per-expert counts in flight
+    // while part B runs ...
     let u: Tensor | null = null;
-    let dispatched: Awaited<ReturnType<MoELike['begin']>> | null = null;
+    let routedTokens: RoutedTokens | null = null;
+    let dispatched: DispatchedTokens | null = null;
     if (c.mlpReadsPreAttention) {
       u = compute(env, `${name}.norm2`, () => rmsNorm(x, b.postAttentionNorm, eps).reshape(B * T, H));
-      if (moe) dispatched = await moe.begin(u, env);
+      if (moe) routedTokens = moe.begin(u, env);
+      if (routedTokens && env.schedule === 'reference') dispatched = await routedTokens.dispatch();
     }
     const aPartial = compute(env, `${name}.attn.B`, () => b.attention.partB(partA!));
 
@@ -108,7 +115,7 @@ export class FarSkipStack {
       a = await (await issued(env, allReduceTensor(aPartial, b.attention.reduceGroup, env, `${name}.attn.allReduce`))).wait();
       h = compute(env, `${name}.residual.attn`, () => add(x, a!));
       u = compute(env, `${name}.norm2`, () => rmsNorm(h!, b.postAttentionNorm, eps).reshape(B * T, H));
-      if (moe) dispatched = await moe.begin(u, env);
+      if (moe) routedTokens = moe.begin(u, env);
     } else if (allReduceForm && shared) {
       const sPartial = compute(env, `${name}.shared`, () => shared.forward(u!, env).reshape(B, T, H));
       const sum = compute(env, `${name}.fuse`, () => add(aPartial, sPartial));
@@ -117,24 +124,27 @@ export class FarSkipStack {
       aReduced = await issued(env, allReduceTensor(aPartial, b.attention.reduceGroup, env, `${name}.attn.allReduce`));
     }
 
+    // token dispatch in flight while the shared experts (or the dense MLP) run, then the routed experts, whose
+    // combine is in flight while the next layer's attention part A runs
+    if (routedTokens && !dispatched) dispatched = await routedTokens.dispatch();
+    let sReduced: Pending<Tensor> | null = null;
+    if (!fused && shared) {
+      const sPartial = compute(env, `${name}.shared`, () => shared.forward(u!, env).reshape(B, T, H));
+      sReduced = await issued(env, allReduceTensor(sPartial, shared.reduceGroup, env, `${name}.shared.allReduce`));
+    }
     const combined: CombinedTokens | null = dispatched ? await dispatched.experts() : null;
 
-    // shared experts (or the dense MLP) while the combine is in flight, then the routed-free stream
     let xr: Tensor;
     if (fused) {
       const r = await fused.wait();
       xr = compute(env, `${name}.residual`, () => add(x, r));
     } else {
-      let s: Tensor | null = null;
-      if (shared) {
-        const sPartial = compute(env, `${name}.shared`, () => shared.forward(u!, env).reshape(B, T, H));
-        s = await (await issued(env, allReduceTensor(sPartial, shared.reduceGroup, env, `${name}.shared.allReduce`))).wait();
-      }
       if (!h) {
         a = await aReduced!.wait();
         h = compute(env, `${name}.residual.attn`, () => add(x, a!));
       }
-      xr = s ? compute(env, `${name}.residual.shared`, () => add(h!, s!)) : h;
+      const s = sReduced ? await sReduced.wait() : null;
+      xr = s ? compute(env, `${name}.residual.shared`, () => add(h!, s)) : h;
     }
     const routed = combined ? { wait: () => combined.finish() } : null;
     return { xr, routed, routedFreeValid: c.converted };

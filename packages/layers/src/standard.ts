@@ -24,7 +24,7 @@ export async function standardForward(stack: FarSkipStack, x: Tensor, positions:
     const h = run(`layer${k}.residual.attn`, () => add(x, a));
     const u = run(`layer${k}.norm2`, () => rmsNorm(h, b.postAttentionNorm, eps).reshape(B * T, H));
     const moe = isMoE(b.mlp) ? b.mlp : null;
-    const t = moe ? await (await (await moe.begin(u, lenv)).experts()).finish() : null;
+    const t = moe ? await (await (await moe.begin(u, lenv).dispatch()).experts()).finish() : null;
     const shared: MlpLike | null = moe ? moe.shared : (b.mlp as MlpLike);
     let next = h;
     if (shared) {

@@ -177,13 +177,14 @@ export class CommHandle {
     s.waitStart ??= t0;
     await this.work.wait();
     const t1 = now();
-    s.completed ??= this.work.completedAt ?? (already ? t0 : t1);
+    // the backend's stamp comes from another thread's clock: never before the issue
+    s.completed ??= Math.max(s.issued, this.work.completedAt ?? (already ? t0 : t1));
     if (!already) this.tracer.markIdle(t0, t1);
   }
 
   /** Completion without blocking (backward nodes: the engine reports its idle time itself). */
   async done(): Promise<void> {
     await this.work.wait();
-    this.span.completed ??= this.work.completedAt ?? now();
+    this.span.completed ??= Math.max(this.span.issued, this.work.completedAt ?? now());
   }
 }

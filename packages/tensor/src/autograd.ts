@@ -116,6 +116,10 @@ export interface BackwardOptions {
 
 const clock = (): number => performance.timeOrigin + performance.now();
 
+const yieldToEventLoop: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+  ? () => new Promise((r) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(r))
+  : () => new Promise((r) => setTimeout(r, 0));
+
 /** Σ of the contributions, latest producer first (the order of a purely synchronous walk). */
 function sumInOrder(list: { seq: number; g: Tensor }[]): Tensor {
   list.sort((a, b) => b.seq - a.seq);
@@ -288,8 +292,11 @@ export async function runBackward(roots: Tensor[], seeds: Tensor[], options: Bac
       pending.add(p);
     } else {
       deliverAll(node, result);
-      // let settled async nodes deliver before picking the next node, so their consumers compete fairly
-      if (pending.size) await undefined;
+      // Let async nodes that finished deliver before the next pick, so their consumers compete fairly. A
+      // collective completes through a message event (a macrotask), so yield to the event loop, not just to
+      // microtasks: otherwise its result is seen only once every other ready node has run, and the next
+      // collective is issued with nothing left to overlap it.
+      if (pending.size) await yieldToEventLoop();
     }
   }
   if (!asyncError && deferred.size) {
