@@ -65,3 +65,22 @@ describe.skipIf(!collectivesBuilt)('collectives threads backend under Node, Bun 
     });
   }
 });
+
+// @farskip/layers: a 2-rank expert-parallel FarSkip stack (threads backend) equals the 1-rank model under each runtime.
+const layersBuilt = existsSync(`${root}packages/layers/dist/index.js`);
+describe.skipIf(!layersBuilt)('layers: 2-rank EP FarSkip stack under Node, Bun and Deno (needs `npm run build`)', () => {
+  const smoke = fileURLToPath(new URL('./layers-smoke.mjs', import.meta.url));
+  for (const name of RUNTIMES) {
+    it(`overlapped forward + backward == 1 rank under ${name}`, () => {
+      const got = runJson<{ runtime: string; maxDiff: number; ranks: { forwardComms: number; backwardComms: number; overlapsInRange: boolean; gradOk: boolean }[] }>(name, smoke);
+      expect(got.runtime).toBe(name);
+      expect(got.maxDiff).toBeLessThan(1e-5);
+      for (const r of got.ranks) {
+        expect(r.forwardComms).toBeGreaterThan(0);
+        expect(r.backwardComms).toBeGreaterThan(0);
+        expect(r.overlapsInRange).toBe(true);
+        expect(r.gradOk).toBe(true);
+      }
+    });
+  }
+});

@@ -4,8 +4,10 @@
 // collective waited at once), FarSkip-reference (FarSkip connectivity, waited at once) and FarSkip-overlapped,
 // the ideal bound, and the overlap fractions, at three emulated link bandwidths (FARSKIP_EMULATE_LINK) chosen
 // from a calibration run so that the all-to-all time per layer is ≪, ≈ and ≫ the compute it can hide behind.
-//   node bench/moe-stack.mjs [--quick] [--reps 2]         (needs the built dists: npm run build at the root)
-// Writes bench/results/moe-stack.json (moe-stack-quick.json with --quick) and prints a table.
+//   node bench/moe-stack.mjs [--quick] [--reps 2] [--trace file.json]   (needs the built dists: npm run build)
+// Writes bench/results/moe-stack.json and prints a table (--quick: a seconds-long smoke run of a tiny model, whose
+// times are latency-bound and say nothing about overlap; it writes /tmp/moe-stack-quick.json); --trace writes a
+// Perfetto/Chrome trace of both ranks' overlapped training step at M/C ≈ 1 (open it in ui.perfetto.dev).
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -35,7 +37,11 @@ async function driver() {
     const bad = res.find((r) => r.exitCode !== 0);
     if (bad) throw new Error(`rank ${bad.rank} failed (${label}): ${bad.error?.message ?? ''}\n${bad.output ?? ''}`);
     const line = res[0].output.split('\n').find((l) => l.startsWith('{'));
-    return JSON.parse(line);
+    // each rank prints its trace events of the overlapped training step on a line starting with '['
+    const traceEvents = res.flatMap((r) => JSON.parse(r.output.split('\n').find((l) => l.startsWith('[')) ?? '[]'));
+    const t0 = Math.min(...traceEvents.filter((e) => e.ts !== undefined).map((e) => e.ts));
+    for (const e of traceEvents) if (e.ts !== undefined) e.ts = +(e.ts - t0).toFixed(3);
+    return { ...JSON.parse(line), traceEvents };
   };
   console.log(`calibrating (no link emulation) on ${os.availableParallelism?.() ?? os.cpus().length} cores ...`);
   const cal = await run(null, 'calibration');
@@ -43,11 +49,18 @@ async function driver() {
   const bytes = cal.dispatchBytesPerLayer;
   const C = cal.overlappableMsPerLayer;
   const rows = [];
+  const traceFile = arg('--trace', null);
   for (const ratio of [0.25, 1, 3]) {
     const gbs = bytes / (ratio * C * 1e6); // comm time per all-to-all = ratio · C / 2 (dispatch + combine = ratio · C)
     const link = `${(2 * gbs).toPrecision(3)}GB/s,20us`;
     console.log(`link ${link} (M/C ≈ ${ratio}) ...`);
-    rows.push({ targetCommOverCompute: ratio, link, ...(await run(link, link)) });
+    const { traceEvents, ...row } = await run(link, link);
+    rows.push({ targetCommOverCompute: ratio, link, ...row });
+    if (traceFile && ratio === 1) {
+      writeFileSync(traceFile + '.tmp', JSON.stringify({ traceEvents, displayTimeUnit: 'ms', metadata: { benchmark: 'moe-stack', link, schedule: 'overlapped', step: 'training' } }));
+      renameSync(traceFile + '.tmp', traceFile);
+      console.log(`wrote ${traceFile}`);
+    }
   }
   printRows(rows);
   const notes = [
@@ -58,7 +71,7 @@ async function driver() {
   ];
   for (const n of notes) console.log('# ' + n);
   const out = { benchmark: 'moe-stack', quick, machine: machineInfo(), config: CONFIG, ranks: 2, mesh: { ep: 2 }, calibration: cal, rows, notes };
-  const dir = join(here, 'results');
+  const dir = quick ? os.tmpdir() : join(here, 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, quick ? 'moe-stack-quick.json' : 'moe-stack.json');
   writeFileSync(file + '.tmp', JSON.stringify(out, null, 2) + '\n');
@@ -131,12 +144,14 @@ async function rankMain() {
   await timeOne('farskipOvl', true); // warm-up (allocations, native pool, JIT)
 
   const out = {};
+  let trainTrace = null;
   for (const kind of ['train', 'prefill']) {
     const train = kind === 'train';
     const res = {};
     for (const name of Object.keys(variants)) res[name] = await best(name, train);
     const ref = res.farskipRef.tr;
     const ovl = res.farskipOvl.tr;
+    if (train) trainTrace = ovl;
     const perLayer = layerCosts(ref, cfg.layers);
     const fwdCompute = ovl.stats('forward').computeMs;
     let ideal = fwdCompute + perLayer.reduce((s, l) => s + Math.max(0, l.commMs - l.overlappableMs), 0);
@@ -163,6 +178,9 @@ async function rankMain() {
   const M = layers.reduce((s, l) => s + l.commMs, 0) / layers.length;
   const tokens = B * T;
   const dispatchBytesPerLayer = (tokens * cfg.moe.topK * cfg.hidden * 4) / 2; // half of the copies go to the peer (uniform routing)
+  // absolute times (performance.timeOrigin + now is one clock for the threads of this process); the driver
+  // shifts both ranks' events to a common origin
+  console.log(JSON.stringify(trainTrace.toTraceEvents(0)));
   if (world.rank === 0) {
     console.log(JSON.stringify({ ...out, overlappableMsPerLayer: C, commMsPerLayer: M, measuredCommOverCompute: M / C, dispatchBytesPerLayer,
       link: process.env.FARSKIP_EMULATE_LINK || null }));
