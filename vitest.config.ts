@@ -7,6 +7,7 @@ const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/sr
 const alias = { '@farskip/tensor': src('tensor'), '@farskip/kernels': src('kernels') };
 // layers runs its ranks in one thread (threads backend from collectives' dist) and tests its sources
 const layersAlias = { ...alias, '@farskip/layers': src('layers') };
+const modelsAlias = { ...layersAlias, '@farskip/models': src('models') };
 
 export default defineConfig({
   test: {
@@ -14,6 +15,7 @@ export default defineConfig({
       { resolve: { alias }, test: { name: 'tensor', root: 'packages/tensor', include: ['__tests__/**/*.test.ts'] } },
       { resolve: { alias }, test: { name: 'kernels', root: 'packages/kernels', include: ['__tests__/**/*.test.ts'], testTimeout: 60_000 } },
       { resolve: { alias: layersAlias }, test: { name: 'layers', root: 'packages/layers', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
+      { resolve: { alias: modelsAlias }, test: { name: 'models', root: 'packages/models', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       // collectives runs ranks in worker threads, which load the built JS: its tests use dist (npm test builds first)
       { test: { name: 'collectives', root: 'packages/collectives', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { test: { name: 'integration', root: 'tests', include: ['**/*.test.ts'], testTimeout: 120_000 } },
