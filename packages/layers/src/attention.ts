@@ -6,8 +6,8 @@
 // rank's partial sum of the output projection (row-parallel), to be all-reduced by the caller — which is what
 // lets the inference schedule fuse it with the shared experts' partial sum into one all-reduce.
 import type { Communicator } from '@farskip/collectives';
-import { attention, linear, rope } from '@farskip/kernels';
-import type { Tensor } from '@farskip/tensor';
+import { attention, KVCache, linear, mul, rmsNorm, rope } from '@farskip/kernels';
+import { cat, indexSelect, Tensor } from '@farskip/tensor';
 import { copyToGroup } from './comm.js';
 import type { CommEnv } from './comm.js';
 import { ParallelContext, solo } from './context.js';
@@ -23,6 +23,24 @@ export interface AttentionConfig {
   ropeTheta?: number;
   /** rotated dims per head (partial rotary), default headDim */
   rotaryDim?: number;
+  /** false: no positional rotation in this layer (Llama-4 NoPE layers); default true */
+  rope?: boolean;
+  /** RoPE pairs: 'half' = (i, i + d/2) (Llama, Qwen, Mixtral); 'interleaved' = (2i, 2i + 1) (Llama-4's complex
+   *  rotation). Interleaved runs as half on de-interleaved q and k: q·k is unchanged by a permutation of both. */
+  ropeStyle?: 'half' | 'interleaved';
+  /** normalisation of q and k: 'head' RMSNorm over head_dim with weights (Qwen3-MoE), 'full' RMSNorm over the whole
+   *  projection with weights (OLMoE; not with tensor parallelism), 'l2' weightless RMS over head_dim after RoPE
+   *  (Llama-4 use_qk_norm); default none */
+  qkNorm?: 'none' | 'head' | 'full' | 'l2';
+  /** eps of the q/k norms, default 1e-6 */
+  normEps?: number;
+  /** attention score scale, default 1/sqrt(headDim) */
+  scale?: number;
+  /** chunked causal attention (Llama-4 chunked_attention): query i sees key j iff j <= i and both lie in the
+   *  same block of chunkSize positions */
+  chunkSize?: number;
+  /** Llama-4 attention temperature tuning (its NoPE layers): q *= log1p(floor((pos + 1) / floorScale)) * attnScale + 1 */
+  temperatureTuning?: { floorScale: number; attnScale: number };
 }
 
 /** Full (unsharded) weights in Hugging Face nn.Linear layout [out, in]. */
@@ -35,6 +53,13 @@ export interface AttentionWeights {
   v: Tensor;
   /** [hidden, heads·headDim] */
   o: Tensor;
+  /** biases of q, k, v (Qwen2-MoE) */
+  qBias?: Tensor;
+  kBias?: Tensor;
+  vBias?: Tensor;
+  /** q/k norm weights: [headDim] ('head') or [heads·headDim] / [kvHeads·headDim] ('full') */
+  qNorm?: Tensor;
+  kNorm?: Tensor;
 }
 
 /** What partA hands to partB: q [B, T, h, D], k and v [B, T, hkv, D] (this rank's heads, RoPE applied). */
@@ -64,6 +89,13 @@ export class Attention implements AttentionLike {
   readonly wk: Tensor;
   readonly wv: Tensor;
   readonly wo: Tensor;
+  readonly bq: Tensor | null;
+  readonly bk: Tensor | null;
+  readonly bv: Tensor | null;
+  readonly qNorm: Tensor | null;
+  readonly kNorm: Tensor | null;
+  /** set for incremental decoding (inference): partB appends k, v and attends over everything cached */
+  cache: KVCache | null = null;
 
   /** Takes this rank's shard of `weights` (copies; the shards are trainable leaves). */
   constructor(readonly config: AttentionConfig, weights: AttentionWeights, readonly reduceGroup: Communicator = solo()) {
@@ -86,27 +118,98 @@ export class Attention implements AttentionLike {
     this.wk = leaf(weights.k.slice(0, k0 * D, k1 * D));
     this.wv = leaf(weights.v.slice(0, k0 * D, k1 * D));
     this.wo = leaf(weights.o.slice(1, h0 * D, h1 * D));
+    const bias = (name: string, t: Tensor | undefined, n: number, a: number, b: number): Tensor | null => {
+      if (!t) return null;
+      expectShape(name, t, [n * D]);
+      return leaf(t.slice(0, a * D, b * D));
+    };
+    this.bq = bias('qBias', weights.qBias, this.heads, h0, h1);
+    this.bk = bias('kBias', weights.kBias, this.kvHeads, k0, k1);
+    this.bv = bias('vBias', weights.vBias, this.kvHeads, k0, k1);
+    const norm = config.qkNorm ?? 'none';
+    if (norm === 'head' || norm === 'full') {
+      if (!weights.qNorm || !weights.kNorm) throw new Error(`Attention: qkNorm '${norm}' needs qNorm and kNorm weights`);
+      if (norm === 'full' && reduceGroup.size > 1) throw new Error("Attention: qkNorm 'full' normalises across all heads and cannot be split by tensor parallelism; use tp = 1");
+      expectShape('qNorm', weights.qNorm, [norm === 'head' ? D : this.heads * D]);
+      expectShape('kNorm', weights.kNorm, [norm === 'head' ? D : this.kvHeads * D]);
+      this.qNorm = leaf(weights.qNorm);
+      this.kNorm = leaf(weights.kNorm);
+    } else {
+      this.qNorm = null;
+      this.kNorm = null;
+    }
   }
 
   partA(xNorm: Tensor, positions: Tensor, env: CommEnv): AttentionState {
     const [B, T] = xNorm.shape as [number, number, number];
     const x = copyToGroup(xNorm, this.reduceGroup, env, 'attention.copyToTP');
     const D = this.headDim;
-    const opts = { theta: this.config.ropeTheta ?? 10000, rotaryDim: this.config.rotaryDim ?? D };
-    const q = rope(linear(x, this.wq).reshape(B, T, this.localHeads, D), positions, opts);
-    const k = rope(linear(x, this.wk).reshape(B, T, this.localKvHeads, D), positions, opts);
-    const v = linear(x, this.wv).reshape(B, T, this.localKvHeads, D);
+    const c = this.config;
+    const eps = c.normEps ?? 1e-6;
+    const norm = c.qkNorm ?? 'none';
+    let q = linear(x, this.wq, this.bq);
+    let k = linear(x, this.wk, this.bk);
+    const v = linear(x, this.wv, this.bv).reshape(B, T, this.localKvHeads, D);
+    if (norm === 'full') { q = rmsNorm(q, this.qNorm!, eps); k = rmsNorm(k, this.kNorm!, eps); }
+    q = q.reshape(B, T, this.localHeads, D);
+    k = k.reshape(B, T, this.localKvHeads, D);
+    if (norm === 'head') { q = rmsNorm(q, this.qNorm!, eps); k = rmsNorm(k, this.kNorm!, eps); }
+    if (c.rope ?? true) {
+      const opts = { theta: c.ropeTheta ?? 10000, rotaryDim: c.rotaryDim ?? D };
+      if (c.ropeStyle === 'interleaved') { q = deinterleave(q, opts.rotaryDim); k = deinterleave(k, opts.rotaryDim); }
+      q = rope(q, positions, opts);
+      k = rope(k, positions, opts);
+    }
+    if (norm === 'l2') { q = rmsNorm(q, ones(D), eps); k = rmsNorm(k, ones(D), eps); }
+    if (c.temperatureTuning) q = temperatureScaled(q, positions, c.temperatureTuning);
     return { q, k, v };
   }
 
   partB(s: AttentionState): Tensor {
     const [B, T] = s.q.shape as [number, number, number, number];
-    const o = attention(s.q, s.k, s.v, { causal: true });
+    const scale = this.config.scale;
+    let o: Tensor;
+    if (this.config.chunkSize) {
+      o = this.chunked(s, this.config.chunkSize, scale);
+    } else if (this.cache) {
+      this.cache.append(s.k, s.v);
+      o = this.cache.attend(s.q, { causal: true, scale });
+    } else {
+      o = attention(s.q, s.k, s.v, { causal: true, scale });
+    }
     return linear(o.reshape(B, T, this.localHeads * this.headDim), this.wo);
   }
 
+  /** Chunked causal attention: every run of queries inside one chunk attends to that chunk's keys up to it. */
+  private chunked(s: AttentionState, chunk: number, scale: number | undefined): Tensor {
+    const Tq = s.q.shape[1]!;
+    let kAll = s.k, vAll = s.v, qStart = 0;
+    if (this.cache) {
+      this.cache.append(s.k, s.v);
+      const n = this.cache.length;
+      kAll = this.cache.keys.slice(1, 0, n);
+      vAll = this.cache.values.slice(1, 0, n);
+      qStart = n - Tq;
+    }
+    const parts: Tensor[] = [];
+    for (let p = qStart; p < qStart + Tq;) {
+      const c0 = Math.floor(p / chunk) * chunk;
+      const end = Math.min(c0 + chunk, qStart + Tq);
+      const q = s.q.slice(1, p - qStart, end - qStart);
+      parts.push(attention(q, kAll.slice(1, c0, end), vAll.slice(1, c0, end), { causal: true, scale }));
+      p = end;
+    }
+    return parts.length === 1 ? parts[0]! : cat(parts, 1);
+  }
+
   parameters(): [string, Tensor][] {
-    return [['q_proj.weight', this.wq], ['k_proj.weight', this.wk], ['v_proj.weight', this.wv], ['o_proj.weight', this.wo]];
+    const p: [string, Tensor][] = [['q_proj.weight', this.wq], ['k_proj.weight', this.wk], ['v_proj.weight', this.wv], ['o_proj.weight', this.wo]];
+    if (this.bq) p.push(['q_proj.bias', this.bq]);
+    if (this.bk) p.push(['k_proj.bias', this.bk]);
+    if (this.bv) p.push(['v_proj.bias', this.bv]);
+    if (this.qNorm) p.push(['q_norm.weight', this.qNorm]);
+    if (this.kNorm) p.push(['k_norm.weight', this.kNorm]);
+    return p;
   }
 }
 
@@ -119,4 +222,35 @@ export function expectShape(name: string, t: Tensor, shape: number[]): void {
   if (t.ndim !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new Error(`weight '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
   }
+}
+
+const onesCache = new Map<number, Tensor>();
+function ones(n: number): Tensor {
+  let t = onesCache.get(n);
+  if (!t) onesCache.set(n, t = Tensor.ones([n]));
+  return t;
+}
+
+/** [..., D] with pairs (2i, 2i+1) of the first `rot` dims -> pairs (i, i + rot/2): evens first, then odds. */
+export function deinterleave(x: Tensor, rot: number): Tensor {
+  const D = x.shape[x.ndim - 1]!;
+  const perm = new Int32Array(D);
+  for (let i = 0; i < rot / 2; i++) { perm[i] = 2 * i; perm[i + rot / 2] = 2 * i + 1; }
+  for (let i = rot; i < D; i++) perm[i] = i;
+  const lead = x.shape.slice(0, -1);
+  return indexSelect(x.reshape(-1, D), 1, new Tensor(perm, [D], { dtype: 'i32' })).reshape(...lead, D);
+}
+
+/** q [B, T, H, D] scaled per position by log1p(floor((pos + 1) / floorScale)) * attnScale + 1. */
+function temperatureScaled(q: Tensor, positions: Tensor, t: { floorScale: number; attnScale: number }): Tensor {
+  const [B, T, H, D] = q.shape as [number, number, number, number];
+  const pos = positions.data as Int32Array;
+  const f = new Float32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < T; i++) {
+      const p = pos.length === T ? pos[i]! : pos[b * T + i]!;
+      f[b * T + i] = Math.log1p(Math.floor((p + 1) / t.floorScale)) * t.attnScale + 1;
+    }
+  }
+  return mul(q.reshape(B * T, H * D), new Tensor(f, [B * T, 1])).reshape(B, T, H, D);
 }

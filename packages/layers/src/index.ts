@@ -5,7 +5,7 @@ export type { MeshShape } from './context.js';
 export { allToAllTensor, allReduceTensor, copyToGroup, issued, resolved } from './comm.js';
 export type { CommEnv, Pending, Schedule } from './comm.js';
 export { ColumnParallelLinear, RowParallelLinear } from './linear.js';
-export { Attention } from './attention.js';
+export { Attention, deinterleave } from './attention.js';
 export type { AttentionConfig, AttentionLike, AttentionState, AttentionWeights } from './attention.js';
 export { SwiGluMlp } from './mlp.js';
 export type { MlpLike, MlpWeights } from './mlp.js';
