@@ -90,7 +90,8 @@ function attachCaches(model: CausalLM, batch: number, maxSeq: number): void {
     if (a instanceof Attention) {
       a.cache = batch ? new KVCache(batch, maxSeq, a.localKvHeads, a.headDim) : null;
     } else if (a instanceof MlaAttention) {
-      a.cache = batch ? new KVCache(batch, maxSeq, a.heads, a.m.qkNopeHeadDim + a.m.qkRopeHeadDim, a.m.vHeadDim) : null;
+      // compressed: one shared kv head, keys [latent | rope part], values the latent
+      a.cache = batch ? new KVCache(batch, maxSeq, 1, a.m.kvLoraRank + a.m.qkRopeHeadDim, a.m.kvLoraRank) : null;
     } else if (batch) {
       throw new Error('generate: the model has an attention module without KV-cache support');
     }
