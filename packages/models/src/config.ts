@@ -1,6 +1,8 @@
 // Hugging Face config.json -> ModelSpec, dispatching on `architectures` (a published checkpoint may say
 // model_type 'deepseek_v3' with another architecture; the architecture decides the modeling code).
 // Field names and defaults follow the transformers configuration classes of each family.
+import { layerPlan } from '@farskip/layers';
+import type { FarSkipOptions } from '@farskip/layers';
 
 export type Family = 'mixtral' | 'qwen2_moe' | 'qwen3_moe' | 'olmoe' | 'deepseek_v2' | 'deepseek_v3' | 'llama4';
 
@@ -205,6 +207,15 @@ export function parseConfig(raw: Json, source = 'config.json'): ModelSpec {
       }
       break;
     }
+  }
+  if (raw.farskip !== undefined && raw.farskip !== null) {
+    // validated here, so a bad recorded conversion fails at load rather than at the first forward
+    const f = raw.farskip;
+    let why = typeof f !== 'object' || Array.isArray(f) ? 'must be an object of FarSkip options' : '';
+    if (!why) {
+      try { layerPlan(layers, f as FarSkipOptions); } catch (e) { why = (e as Error).message; }
+    }
+    if (why) throw new Error(`${source}: 'farskip' = ${JSON.stringify(f)} is invalid: ${why}`);
   }
   if (!Number.isInteger(spec.headDim)) throw new Error(`${source}: hidden_size ${hidden} is not divisible by num_attention_heads ${heads}; give head_dim`);
   return spec;

@@ -3,7 +3,7 @@
 // the whole batch. Sampling: greedy (temperature 0), temperature, top-k, top-p (nucleus), seeded; stop tokens.
 import { KVCache } from '@farskip/kernels';
 import { Attention } from '@farskip/layers';
-import { noGrad, Random, Tensor } from '@farskip/tensor';
+import { Random, setGradEnabled, Tensor } from '@farskip/tensor';
 import { MlaAttention } from './mla.js';
 import type { CausalLM, ForwardOptions } from './model.js';
 
@@ -42,7 +42,7 @@ export async function generate(model: CausalLM, prompts: number[][], options: Ge
   const byLength = new Map<number, number[]>();
   prompts.forEach((p, i) => { const g = byLength.get(p.length); if (g) g.push(i); else byLength.set(p.length, [i]); });
   for (const [T, members] of byLength) {
-    await noGrad(() => runBatch(model, members.map((i) => prompts[i]!), T, options, rng, (b, tok, logits) => {
+    await withoutGrad(() => runBatch(model, members.map((i) => prompts[i]!), T, options, rng, (b, tok, logits) => {
       const i = members[b]!;
       result.tokens[i]!.push(tok);
       result.logits?.[i]!.push(logits);
@@ -51,6 +51,20 @@ export async function generate(model: CausalLM, prompts: number[][], options: Ge
     }));
   }
   return result;
+}
+
+// Grad mode is one global flag, and noGrad() around an async function restores the setting it found when that
+// function settles: two generations interleaved in one thread (the ranks of a threads mesh, two models) would
+// turn grad back on under each other, or leave it off after both. Grad stays off while any generation runs.
+let generating = 0;
+let gradBefore = true;
+async function withoutGrad<T>(fn: () => Promise<T>): Promise<T> {
+  if (generating++ === 0) gradBefore = setGradEnabled(false);
+  try {
+    return await fn();
+  } finally {
+    if (--generating === 0) setGradEnabled(gradBefore);
+  }
 }
 
 async function runBatch(model: CausalLM, prompts: number[][], T: number, options: GenerateOptions, rng: Random,
@@ -85,6 +99,10 @@ async function runBatch(model: CausalLM, prompts: number[][], T: number, options
 
 /** Gives every attention module a cache for `batch` × `maxSeq` tokens (0: removes them). */
 function attachCaches(model: CausalLM, batch: number, maxSeq: number): void {
+  if (batch && model.stack.blocks.some((b) => (b.attention as { cache?: unknown }).cache)) {
+    // the caches live on the model's attention modules: a second generation would overwrite the first one's
+    throw new Error('generate: this model is already generating; run one generate() per model at a time (load another copy to generate concurrently)');
+  }
   for (const b of model.stack.blocks) {
     const a = b.attention;
     if (a instanceof Attention) {

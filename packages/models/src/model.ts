@@ -38,6 +38,8 @@ export class CausalLM {
     readonly lmHead: Tensor | null,
     readonly ctx: ParallelContext,
     private readonly exporters: Exporter[],
+    /** the form the MoE layers were built in (the stack fuses the all-reduce form's collectives) */
+    readonly form: MoEForm = 'all-to-all',
   ) {
     this.farskip = (spec.farskip as FarSkipOptions | null) ?? null;
   }
@@ -87,7 +89,7 @@ export class CausalLM {
       r.take('lm_head.weight', [V, Hd]); // tied: the file may carry a copy
     }
     r.finish();
-    return new CausalLM(spec, embed, new FarSkipStack(blocks, finalNorm, spec.rmsEps), lmHead, ctx, exporters);
+    return new CausalLM(spec, embed, new FarSkipStack(blocks, finalNorm, spec.rmsEps), lmHead, ctx, exporters, form);
   }
 
   /** ids i32 [B, T] -> logits [B, T, vocab]. */
@@ -109,7 +111,7 @@ export class CausalLM {
     const positions = options.positions ?? new Tensor(Int32Array.from({ length: T }, (_, i) => i), [T], { dtype: 'i32' });
     return this.stack.forward(x, positions, {
       schedule: options.schedule, tracer: options.tracer,
-      farskip: options.farskip === undefined ? this.farskip : options.farskip,
+      farskip: options.farskip === undefined ? this.farskip : options.farskip, form: this.form,
     });
   }
 
