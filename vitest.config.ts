@@ -8,6 +8,7 @@ const alias = { '@farskip/tensor': src('tensor'), '@farskip/kernels': src('kerne
 // layers runs its ranks in one thread (threads backend from collectives' dist) and tests its sources
 const layersAlias = { ...alias, '@farskip/layers': src('layers') };
 const modelsAlias = { ...layersAlias, '@farskip/models': src('models') };
+const trainAlias = { ...modelsAlias, '@farskip/distill': src('distill'), '@farskip/eval': src('eval') };
 
 export default defineConfig({
   test: {
@@ -16,6 +17,8 @@ export default defineConfig({
       { resolve: { alias }, test: { name: 'kernels', root: 'packages/kernels', include: ['__tests__/**/*.test.ts'], testTimeout: 60_000 } },
       { resolve: { alias: layersAlias }, test: { name: 'layers', root: 'packages/layers', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { resolve: { alias: modelsAlias }, test: { name: 'models', root: 'packages/models', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
+      { resolve: { alias: trainAlias }, test: { name: 'distill', root: 'packages/distill', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
+      { resolve: { alias: trainAlias }, test: { name: 'eval', root: 'packages/eval', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       // collectives runs ranks in worker threads, which load the built JS: its tests use dist (npm test builds first)
       { test: { name: 'collectives', root: 'packages/collectives', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { test: { name: 'integration', root: 'tests', include: ['**/*.test.ts'], testTimeout: 120_000 } },

@@ -1,0 +1,2 @@
+// @farskip/eval
+export {};
