@@ -98,6 +98,11 @@ export class CausalLM {
     return linear(hidden, this.lmHead ?? this.embed);
   }
 
+  /** final-normed hidden states [..., hidden] -> logits [..., vocab] */
+  logitsOf(hidden: Tensor): Tensor {
+    return linear(hidden, this.lmHead ?? this.embed);
+  }
+
   /** ids i32 [B, T] -> final-normed hidden states [B, T, hidden]. */
   async hidden(ids: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
     if (ids.dtype !== 'i32' || ids.ndim !== 2) throw new Error(`CausalLM.forward: ids must be i32 [batch, seq], got ${ids.dtype} [${ids.shape.join(', ')}]`);

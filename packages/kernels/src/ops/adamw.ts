@@ -49,6 +49,38 @@ export class AdamW {
     }
   }
 
+  /**
+   * The optimizer state for checkpoints: step count, lr and, per parameter index, its moments (and bf16 master).
+   * Arrays are copies; loadStateDict restores them exactly, so a resumed run continues bit for bit.
+   */
+  stateDict(): { stepCount: number; lr: number; params: ({ m: FloatArray; v: FloatArray; master: Float32Array | null } | null)[] } {
+    return {
+      stepCount: this.stepCount,
+      lr: this.lr,
+      params: this.params.map((p) => {
+        const st = this.state.get(p);
+        return st ? { m: st.m.slice(), v: st.v.slice(), master: st.master ? st.master.slice() : null } : null;
+      }),
+    };
+  }
+
+  loadStateDict(sd: ReturnType<AdamW['stateDict']>): void {
+    if (sd.params.length !== this.params.length) {
+      throw new Error(`AdamW.loadStateDict: the state has ${sd.params.length} parameters but the optimizer has ${this.params.length}`);
+    }
+    this.stepCount = sd.stepCount;
+    this.lr = sd.lr;
+    this.state.clear();
+    sd.params.forEach((st, i) => {
+      if (!st) return;
+      const p = this.params[i]!;
+      if (st.m.length !== p.numel || st.v.length !== p.numel) {
+        throw new Error(`AdamW.loadStateDict: parameter ${i} ${formatShape(p.shape)} has ${p.numel} elements but its saved moments have ${st.m.length}`);
+      }
+      this.state.set(p, { m: st.m.slice(), v: st.v.slice(), master: st.master ? st.master.slice() : null });
+    });
+  }
+
   /** Sets every parameter's grad to null (the PyTorch default, set_to_none=True). */
   zeroGrad(): void {
     for (const p of this.params) p.grad = null;
