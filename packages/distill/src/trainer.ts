@@ -3,8 +3,8 @@
 //   (FarSkip connectivity, overlapped schedule) -> loss / accumulation -> backward (collectives overlapped by the
 //   engine) -> data-parallel gradient buckets; then global-norm clipping, cosine LR with warm-up, AdamW (fused).
 // Checkpoints every N steps (atomic, last K kept) carry parameters, optimizer moments and the data cursor, so a
-// resumed run reproduces the uninterrupted run's losses exactly. A non-finite loss stops training with an
-// error before the optimizer touches the weights; the last checkpoint stays as it was.
+// resumed run reproduces the uninterrupted run's losses exactly. A non-finite loss or gradient norm stops training
+// with an error before the optimizer touches the weights; the last checkpoint stays as it was.
 import type { Communicator } from '@farskip/collectives';
 import { join } from 'node:path';
 import { AdamW, add, scale } from '@farskip/kernels';
@@ -61,7 +61,12 @@ export interface StepMetrics {
   eval?: number;
 }
 
-export class TrainingDivergedError extends Error {}
+export class TrainingDivergedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainingDivergedError';
+  }
+}
 
 export interface TrainerOptions {
   student: CausalLM;
@@ -105,6 +110,10 @@ export class Trainer {
       new GradientBuckets(experts, ctx.dp, { name: 'dp.experts', tracer: o.tracer }),
     ];
     this.early = c.earlyStopping ? new EarlyStopping(c.earlyStopping) : null;
+    if ((c.clip ?? 0) > 0 && ctx.tp.size > 1) {
+      // tensor-parallel shards would each be counted as whole copies: every rank would clip by another factor
+      throw new Error('Trainer: gradient clipping (config.clip) with tensor parallelism (tp > 1) is not supported yet; set clip to 0 or use tp = 1 (ep/dp are fine)');
+    }
   }
 
   private get epGroup(): Communicator {
@@ -134,6 +143,7 @@ export class Trainer {
       }
       const value = loss.item();
       if (!Number.isFinite(value)) {
+        this.optimizer.zeroGrad(); // earlier micro-batches' gradients must not leak into a retried step
         throw new TrainingDivergedError(`training diverged: the loss is ${value} at step ${this.step + 1} (micro-batch ${a + 1}); ` +
           `the weights were not updated; the last good checkpoint${this.o.checkpointDir ? ` in ${this.o.checkpointDir}` : ''} is intact — lower lr or enable clipping`);
       }
@@ -142,6 +152,12 @@ export class Trainer {
     }
     await Promise.all(this.buckets.map((bk) => bk.finish()));
     const gradNorm = await clipGradNorm(this.params.map(([, t]) => t), c.clip ?? 0, { sharded: this.expertParams, group: this.epGroup });
+    if (!Number.isFinite(gradNorm)) {
+      // a finite loss can still back-propagate inf/NaN (overflow); AdamW would write it into every weight and moment
+      this.optimizer.zeroGrad();
+      throw new TrainingDivergedError(`training diverged: the gradient norm is ${gradNorm} at step ${this.step + 1} (loss ${lossSum / accum}); ` +
+        `the weights were not updated; the last good checkpoint${this.o.checkpointDir ? ` in ${this.o.checkpointDir}` : ''} is intact — lower lr or enable clipping`);
+    }
     const lr = cosineLr(this.step, { lr: c.lr, minLr: c.minLr, warmupSteps: c.warmupSteps ?? 0, totalSteps: c.steps });
     this.optimizer.lr = lr;
     this.optimizer.step();
