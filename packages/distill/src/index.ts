@@ -12,3 +12,4 @@ export { saveCheckpoint, loadCheckpoint, listCheckpoints, checkpointName } from 
 export type { TrainerState } from './checkpoint.js';
 export { Trainer, TrainingDivergedError } from './trainer.js';
 export type { BatchSource, StepMetrics, TrainConfig, TrainerOptions } from './trainer.js';
+export * from './data/index.js';
