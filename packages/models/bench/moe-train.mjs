@@ -203,6 +203,7 @@ async function child() {
   if (full) {
     const P = quick ? 1 : 3;
     const fwdSpans = {}, bwdNodes = {}, phases = {};
+    const usage = { minorPageFaults: 0, userMs: 0, systemMs: 0 }; // process.resourceUsage() over the recorded steps
     const addTo = (o, k, v) => { o[k] = (o[k] ?? 0) + v; };
     const origRun = Node.prototype.run;
     let inBackward = false; // only the recorded steps' backward
@@ -218,6 +219,7 @@ async function child() {
         const rec = i > 0; // first iteration warms up the patched path
         const tracer = new Tracer(0, true);
         const lap = (name, a) => { const b = now(); if (rec) addTo(phases, name, b - a); return b; };
+        const ru0 = process.resourceUsage();
         let a = now();
         const hidden = await model.hidden(inpT, { tracer, farskip: null });
         a = lap('forward: embedding + 4 layers + final norm', a);
@@ -232,13 +234,20 @@ async function child() {
         a = lap('backward (whole)', a);
         opt.step();
         a = lap('optimizer: AdamW step', a);
+        const ru1 = process.resourceUsage();
+        if (rec) {
+          usage.minorPageFaults += ru1.minorPageFault - ru0.minorPageFault;
+          usage.userMs += (ru1.userCPUTime - ru0.userCPUTime) / 1e3;
+          usage.systemMs += (ru1.systemCPUTime - ru0.systemCPUTime) / 1e3;
+        }
         if (rec) for (const s of tracer.spans) if (s.kind === 'compute') addTo(fwdSpans, s.name.replace(/^layer\d+\./, 'layer*.'), s.end - s.start);
       }
     } finally {
       Node.prototype.run = origRun;
     }
     const avg = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v / P]).sort((x, y) => y[1] - x[1]));
-    out.profile = { steps: P, phases_ms: avg(phases), forward_spans_ms: avg(fwdSpans), backward_nodes_ms: avg(bwdNodes) };
+    out.profile = { steps: P, phases_ms: avg(phases), forward_spans_ms: avg(fwdSpans), backward_nodes_ms: avg(bwdNodes),
+      per_step: { minor_page_faults: usage.minorPageFaults / P, user_cpu_ms: usage.userMs / P, system_cpu_ms: usage.systemMs / P } };
   }
   console.log('@@RESULT ' + JSON.stringify(out));
 }
@@ -408,6 +417,10 @@ async function driver() {
       const small = Object.values(pr.backward_nodes_ms).filter((v) => v < 0.5).reduce((a, b) => a + b, 0);
       lines.push(['  bwd other nodes (< 0.5 ms each type)', fmt(small, 1), `${fmt(100 * small / stepTotal, 1)}%`]);
       lines.push(['  bwd engine: grad accumulation into leaves, sums, scheduling', fmt(bwdTotal - nodesSum, 1), `${fmt(100 * (bwdTotal - nodesSum) / stepTotal, 1)}%`]);
+      const u = pr.per_step;
+      lines.push(['— process CPU per step (all threads)', '', '']);
+      lines.push([`  user CPU`, fmt(u.user_cpu_ms, 1), '']);
+      lines.push([`  system CPU (${(u.minor_page_faults / 1e3).toFixed(1)}k minor page faults: first touch of fresh buffers)`, fmt(u.system_cpu_ms, 1), '']);
       return { threads: pt.threads, stepTotal, table: table([`training step profile, ${pt.threads} thread(s) (mean of ${pr.steps} instrumented steps; total ${fmt(stepTotal, 1)} ms)`, 'ms', 'of step'], lines) };
     });
 

@@ -6,7 +6,7 @@ export type { ForwardOptions, LoadOptions } from './model.js';
 export { MlaAttention } from './mla.js';
 export type { MlaWeights } from './mla.js';
 export { WeightReader, moeNames, stackExperts } from './weights.js';
-export type { TensorSource } from './weights.js';
+export type { Initializer, TensorSource } from './weights.js';
 export { MAX_HEADER_BYTES, SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, parseSafetensorsHeader, SafetensorsFile, SafetensorsCheckpoint, INDEX_FILE_NAME, SINGLE_FILE_NAME, writeSafetensors, writeShardedCheckpoint } from './safetensors/index.js';
 export type { SafetensorsDType, SafetensorsHeader, TensorEntry, ReadAs, ReadOptions, SafetensorsTensorInfo, TensorSet, WriteSafetensorsOptions, ShardedCheckpointOptions, ShardedCheckpointResult } from './safetensors/index.js';
 export { generate, sample } from './generate.js';

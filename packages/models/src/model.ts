@@ -8,7 +8,7 @@ import { Tensor } from '@farskip/tensor';
 import type { LayerSpec, ModelSpec } from './config.js';
 import { MlaAttention } from './mla.js';
 import { moeNames, stackExperts, WeightReader } from './weights.js';
-import type { TensorSource } from './weights.js';
+import type { Initializer, TensorSource } from './weights.js';
 
 export interface LoadOptions {
   ctx?: ParallelContext;
@@ -45,10 +45,10 @@ export class CausalLM {
   }
 
   /** Builds the model from HF-named tensors (strict: missing and unknown tensors are errors). */
-  static fromSource(spec: ModelSpec, source: TensorSource, options: LoadOptions = {}, where = 'checkpoint'): CausalLM {
+  static fromSource(spec: ModelSpec, source: TensorSource, options: LoadOptions = {}, where = 'checkpoint', init?: Initializer): CausalLM {
     const ctx = options.ctx ?? ParallelContext.single();
     const form = options.form ?? 'all-to-all';
-    const r = new WeightReader(source, where);
+    const r = new WeightReader(source, where, init);
     const { hidden: Hd, vocabSize: V } = spec;
     const exporters: Exporter[] = [];
     const lf = (t: Tensor): Tensor => t.detach().clone().requiresGrad_();
@@ -90,6 +90,21 @@ export class CausalLM {
     }
     r.finish();
     return new CausalLM(spec, embed, new FarSkipStack(blocks, finalNorm, spec.rmsEps), lmHead, ctx, exporters, form);
+  }
+
+  /**
+   * A new model of `spec` with random weights (seeded): N(0, 0.02) matrices, output projections scaled by
+   * 1/sqrt(2·layers) (GPT-2), norms 1, biases 0, as Hugging Face's _init_weights does for these families.
+   */
+  static random(spec: ModelSpec, seed = 0, options: LoadOptions = {}): CausalLM {
+    let n = seed * 100003;
+    const init: Initializer = (name, shape) => {
+      if (/norm\.weight$|layernorm\.weight$/.test(name)) return Tensor.ones(shape);
+      if (/\.bias$|e_score_correction_bias$/.test(name)) return Tensor.zeros(shape);
+      const std = /o_proj|down_proj|w2\./.test(name) ? 0.02 / Math.sqrt(2 * spec.layers) : 0.02;
+      return Tensor.randn(shape, { seed: n++, std });
+    };
+    return CausalLM.fromSource(spec, { keys: () => [], get: () => { throw new Error('unreachable'); } }, options, 'random init', init);
   }
 
   /** ids i32 [B, T] -> logits [B, T, vocab]. */

@@ -11,15 +11,22 @@ export interface TensorSource {
   get(name: string): Tensor;
 }
 
+/** Makes a tensor the source lacks (random initialisation of a new model). */
+export type Initializer = (name: string, shape: number[]) => Tensor;
+
 export class WeightReader {
   private readonly used = new Set<string>();
-  constructor(private readonly src: TensorSource, private readonly where: string) {}
+  private readonly keySet: Set<string>;
+  constructor(private readonly src: TensorSource, private readonly where: string, private readonly init?: Initializer) {
+    this.keySet = new Set(src.keys());
+  }
 
   has(name: string): boolean {
-    return this.src.keys().includes(name);
+    return this.keySet.has(name);
   }
 
   take(name: string, shape?: number[]): Tensor {
+    if (!this.has(name) && this.init && shape) return this.init(name, shape);
     if (!this.has(name)) throw new Error(`${this.where}: missing tensor '${name}'${shape ? ` [${shape.join(', ')}]` : ''}`);
     const t = this.src.get(name);
     if (shape && (t.ndim !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// farskip-train <pretrain|distill|sft|eval> [--config file.json|.yaml] [--key value ...]
+import { loadConfig, parseFlags } from './config.js';
+import { runTraining } from './commands.js';
+
+const USAGE = `usage: farskip-train <command> [--config file.json|file.yaml] [--key value ...]
+commands:
+  pretrain   train a new MoE model (or --model) on the corpus (default: the embedded State of the Union addresses)
+  distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
+  sft        supervised fine-tuning of --model (cross-entropy), the distillation baseline
+  eval       held-out perplexity of --model
+every config key is a flag: --steps 100 --lr 3e-4 --farskip.mode full --arch.layers 4 --resume --out runs/x`;
+
+async function main(argv: string[]): Promise<void> {
+  const { positional, flags } = parseFlags(argv);
+  const command = positional[0];
+  if (!command || flags.help) { console.log(USAGE); return; }
+  const file = typeof flags.config === 'string' ? flags.config : undefined;
+  delete flags.config;
+  const cfg = loadConfig(file, flags);
+  if (command === 'pretrain' || command === 'distill' || command === 'sft') {
+    const r = await runTraining(command, cfg);
+    const last = r.metrics[r.metrics.length - 1];
+    console.log(`${command} done: ${r.metrics.length} steps${r.stoppedEarly ? ' (early stop)' : ''}, last loss ${last?.loss.toFixed(4) ?? '-'}; model in ${r.modelDir}; curves in ${cfg.out}/loss.png`);
+    return;
+  }
+  if (command === 'eval') {
+    const { evaluateModel } = await import('./evaluate.js');
+    console.log(await evaluateModel(cfg));
+    return;
+  }
+  throw new Error(`unknown command '${command}'\n${USAGE}`);
+}
+
+main(process.argv.slice(2)).catch((e: Error) => {
+  console.error(`farskip-train: ${e.message}`);
+  process.exitCode = 1;
+});

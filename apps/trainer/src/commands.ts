@@ -1,0 +1,155 @@
+// The trainer's commands. Each reads a validated config (config.ts), prepares data (a tokenizer trained on the
+// corpus and a tokenized dataset, both cached under `out`), runs the Trainer of @farskip/distill with a progress
+// display and a metrics JSONL, writes curves (plots.ts) and the final model in Hugging Face layout.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildDataset, jsonlDocuments, PackedLoader, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
+import type { DocumentSource, StepMetrics } from '@farskip/distill';
+import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModel, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
+import { noGrad, Tensor } from '@farskip/tensor';
+import type { TrainerConfig } from './config.js';
+import { renderCurves } from './plots.js';
+import { Progress } from './progress.js';
+
+export type Command = 'pretrain' | 'distill' | 'sft' | 'eval';
+
+function documents(cfg: TrainerConfig): DocumentSource {
+  if (cfg.corpus === 'sotu') return sotuDocuments();
+  if (/\.jsonl$/i.test(cfg.corpus)) return jsonlDocuments([cfg.corpus], { textField: cfg.textField });
+  return textFileDocuments([cfg.corpus]);
+}
+
+/** The dataset directory: cfg.data, or `out/data` built (once) from the corpus with a trained BPE tokenizer. */
+export async function prepareData(cfg: TrainerConfig, log: (s: string) => void): Promise<string> {
+  if (cfg.data) return cfg.data;
+  const dir = join(cfg.out, 'data');
+  if (existsSync(join(dir, 'index.json'))) return dir;
+  log(`training a byte-level BPE tokenizer (vocab ${cfg.vocabSize}) on ${cfg.corpus} ...`);
+  const texts: string[] = [];
+  for await (const d of documents(cfg)) if ('text' in d) texts.push(d.text);
+  const tokenizer = trainByteLevelBpe(texts, { vocabSize: cfg.vocabSize, specialTokens: ['<|endoftext|>'] });
+  const tokDir = join(cfg.out, 'tokenizer');
+  await saveTokenizer(tokDir, tokenizer, { eos_token: '<|endoftext|>', bos_token: null, model_max_length: 1 << 20 });
+  log(`tokenizing ${cfg.corpus} into ${dir} ...`);
+  const r = await buildDataset({ documents: documents(cfg), tokenizer: tokDir, outDir: dir, heldOutFraction: cfg.heldOutFraction, seed: cfg.seed });
+  log(`dataset: ${r.index.splits.train.tokens} train / ${r.index.splits.heldout.tokens} held-out tokens (${Math.round(r.tokensPerSecond)} tokens/s)`);
+  return dir;
+}
+
+/** config.json of a new model of cfg.arch for `vocab` tokens. */
+export function newModelConfig(cfg: TrainerConfig, vocab: number): Record<string, unknown> {
+  const a = cfg.arch;
+  const common = { vocab_size: vocab, hidden_size: a.hidden, num_hidden_layers: a.layers, num_attention_heads: a.heads, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, max_position_embeddings: cfg.seq * 4 };
+  if (a.family === 'deepseek_v2') {
+    const hd = a.hidden / a.heads;
+    return { architectures: ['DeepseekV2ForCausalLM'], model_type: 'deepseek_v2', ...common, num_key_value_heads: a.heads, intermediate_size: 4 * a.hidden,
+      moe_intermediate_size: a.expertHidden, n_routed_experts: a.experts, num_experts_per_tok: a.topK, n_shared_experts: a.sharedExperts,
+      first_k_dense_replace: a.denseLayers, moe_layer_freq: 1, topk_method: 'greedy', scoring_func: 'softmax', norm_topk_prob: false, routed_scaling_factor: 1,
+      q_lora_rank: null, kv_lora_rank: a.hidden / 2, qk_nope_head_dim: hd / 2, qk_rope_head_dim: hd / 2, v_head_dim: hd, n_group: 1, topk_group: 1 };
+  }
+  if (a.family === 'qwen3_moe') {
+    return { architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', ...common, num_key_value_heads: a.heads, head_dim: a.hidden / a.heads,
+      intermediate_size: 4 * a.hidden, moe_intermediate_size: a.expertHidden, num_experts: a.experts, num_experts_per_tok: a.topK, norm_topk_prob: true,
+      mlp_only_layers: Array.from({ length: a.denseLayers }, (_, i) => i), decoder_sparse_step: 1 };
+  }
+  return { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', ...common, num_key_value_heads: a.heads, intermediate_size: a.expertHidden,
+    num_local_experts: a.experts, num_experts_per_tok: a.topK };
+}
+
+export interface RunResult { metrics: StepMetrics[]; modelDir: string; stoppedEarly: boolean }
+
+/** pretrain / distill / sft. */
+export async function runTraining(command: Exclude<Command, 'eval'>, cfg: TrainerConfig, log: (s: string) => void = console.log): Promise<RunResult> {
+  mkdirSync(cfg.out, { recursive: true });
+  const dataDir = await prepareData(cfg, log);
+  const ds = TokenDataset.open(dataDir);
+  const vocab = ds.index.vocabSize;
+  let student: CausalLM;
+  let teacher: CausalLM | null = null;
+  if (command === 'pretrain' && !cfg.model) {
+    student = CausalLM.random(parseConfig(newModelConfig(cfg, vocab), 'new model'), cfg.seed);
+  } else {
+    if (!cfg.model) throw new Error(`${command} needs --model <dir> (a Hugging Face model directory, e.g. the output of pretrain)`);
+    student = loadModel(cfg.model);
+    if (student.spec.vocabSize < vocab) throw new Error(`${cfg.model}: vocab ${student.spec.vocabSize} is smaller than the dataset's ${vocab}; use the tokenizer the model was trained with`);
+    if (command === 'distill') {
+      teacher = loadModel(cfg.model);
+      convertToFarSkip(teacher, null);
+      convertToFarSkip(student, cfg.farskip);
+    }
+  }
+  const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed });
+  const heldout = heldOutBatch(ds, cfg);
+  const evaluate = async (): Promise<number> => noGrad(async () => {
+    const ids = new Tensor(heldout.inputs, [heldout.batch, cfg.seq], { dtype: 'i32' });
+    if (command === 'distill') {
+      const { forwardKl } = await import('@farskip/distill');
+      return forwardKl(await student.forward(ids), await teacher!.forward(ids, { farskip: null })).item();
+    }
+    const { sftLoss } = await import('@farskip/distill');
+    return sftLoss(await student.forward(ids), heldout.targets).item();
+  });
+  const metricsFile = join(cfg.out, 'metrics.jsonl');
+  const progress = new Progress(cfg.steps);
+  const trainer = new Trainer({
+    student, teacher, data: loader, checkpointDir: join(cfg.out, 'checkpoints'), evaluate,
+    config: {
+      objective: command === 'distill' ? 'fcsd' : command === 'sft' ? 'sft' : 'pretrain',
+      steps: cfg.steps, batch: cfg.batch, seq: cfg.seq, accumulation: cfg.accumulation, lr: cfg.lr, minLr: cfg.minLr, warmupSteps: cfg.warmupSteps,
+      weightDecay: cfg.weightDecay, clip: cfg.clip, temperature: cfg.temperature, hiddenL2: cfg.hiddenL2 || undefined, freezeEmbeddings: cfg.freezeEmbeddings,
+      checkpointEvery: cfg.checkpointEvery, keepLast: cfg.keepLast, evalEvery: cfg.evalEvery,
+      earlyStopping: cfg.patience ? { patience: cfg.patience, minDelta: cfg.minDelta, mode: 'min' } : undefined,
+    },
+    onStep: (m) => {
+      appendFileSync(metricsFile, JSON.stringify({ command, ...m }) + '\n');
+      progress.update(m);
+    },
+  });
+  if (cfg.resume) {
+    const from = trainer.resume();
+    if (from) log(`resumed from step ${from}`);
+  } else if (existsSync(metricsFile)) {
+    writeFileSync(metricsFile, ''); // a fresh run starts a fresh metrics file
+  }
+  let result;
+  try {
+    result = await trainer.train();
+  } finally {
+    progress.stop();
+    ds.close();
+  }
+  const modelDir = join(cfg.out, 'model');
+  saveModel(student, modelDir);
+  await plotMetrics(cfg.out, command);
+  return { metrics: result.metrics, modelDir, stoppedEarly: result.stoppedEarly };
+}
+
+/** A fixed held-out batch (the first windows of the held-out split) for evaluation during training. */
+function heldOutBatch(ds: TokenDataset, cfg: TrainerConfig): { inputs: Int32Array; targets: Int32Array; batch: number } {
+  const split = ds.split('heldout');
+  const total = ds.index.splits.heldout.tokens;
+  const batch = Math.max(1, Math.min(cfg.batch, Math.floor((total - 1) / cfg.seq)));
+  if (total < cfg.seq + 1) throw new Error(`the held-out split has ${total} tokens, fewer than one sequence of ${cfg.seq}; raise heldOutFraction or lower seq`);
+  const raw = split.read(0, batch * cfg.seq + 1);
+  const inputs = new Int32Array(batch * cfg.seq), targets = new Int32Array(batch * cfg.seq);
+  for (let b = 0; b < batch; b++) {
+    inputs.set(raw.subarray(b * cfg.seq, (b + 1) * cfg.seq), b * cfg.seq);
+    targets.set(raw.subarray(b * cfg.seq + 1, (b + 1) * cfg.seq + 1), b * cfg.seq);
+  }
+  return { inputs, targets, batch };
+}
+
+/** loss.svg/png (and eval.svg/png) from metrics.jsonl. */
+export async function plotMetrics(out: string, command: string): Promise<string[]> {
+  const rows = readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepMetrics);
+  const files: string[] = [];
+  const lossName = command === 'distill' ? 'KL(teacher ‖ student)' : 'cross-entropy';
+  const r = await renderCurves(`${command}: training loss`, lossName, [{ name: 'train', points: rows.map((m) => ({ step: m.step, value: m.loss })) }], join(out, 'loss'));
+  files.push(r.svg, r.png);
+  const ev = rows.filter((m) => m.eval !== undefined);
+  if (ev.length) {
+    const e = await renderCurves(`${command}: held-out`, lossName, [{ name: 'held-out', points: ev.map((m) => ({ step: m.step, value: m.eval! })) }], join(out, 'eval'));
+    files.push(e.svg, e.png);
+  }
+  return files;
+}

@@ -1,0 +1,7 @@
+// The trainer as a library (used by its tests and by the end-to-end pipeline).
+export { ConfigSchema, loadConfig, parseFlags } from './config.js';
+export type { TrainerConfig } from './config.js';
+export { newModelConfig, plotMetrics, prepareData, runTraining } from './commands.js';
+export type { Command, RunResult } from './commands.js';
+export { renderCurves } from './plots.js';
+export { evaluateModel } from './evaluate.js';
