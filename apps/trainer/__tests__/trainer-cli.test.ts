@@ -1,0 +1,81 @@
+// farskip-train end to end on a tiny corpus (a folder of text files): pretrain a new model, distill its FarSkip
+// conversion, evaluate, resume; and the config validation a user meets first.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseFlags } from '../src/index.js';
+
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'farskip-trainer-'));
+
+describe('config: file + flags validated with zod', () => {
+  it('flags override the file; dotted keys reach nested settings; YAML works', () => {
+    const f = join(tmp, 'c.yaml');
+    writeFileSync(f, 'steps: 10\nlr: 0.01\narch:\n  layers: 3\n');
+    const { flags } = parseFlags(['--steps', '20', '--arch.hidden', '64', '--farskip', '{"mode":"attn-only"}', '--no-resume']);
+    const c = loadConfig(f, flags);
+    expect(c.steps).toBe(20);
+    expect(c.lr).toBe(0.01);
+    expect(c.arch).toMatchObject({ layers: 3, hidden: 64 });
+    expect(c.farskip).toEqual({ mode: 'attn-only' });
+    expect(c.resume).toBe(false);
+  });
+
+  it('an unknown or wrong key is an error naming it', () => {
+    expect(() => loadConfig(undefined, { stepz: 3 })).toThrow(/unknown key\(s\) 'stepz'/);
+    expect(() => loadConfig(undefined, { 'arch.layerz': 3 })).toThrow(/'arch.layerz'/);
+    expect(() => loadConfig(undefined, { steps: 'many' })).toThrow(/'steps'/);
+    expect(() => loadConfig(undefined, { farskip: { mode: 'sideways' } })).toThrow(/'farskip.mode'/);
+    const bad = join(tmp, 'bad.json');
+    writeFileSync(bad, '{ steps: ');
+    expect(() => loadConfig(bad, {})).toThrow(/bad.json: cannot parse the config/);
+  });
+});
+
+describe.skipIf(!existsSync(cli))('farskip-train on a tiny corpus (needs the built app)', () => {
+  const corpus = join(tmp, 'corpus');
+  mkdirSync(corpus, { recursive: true });
+  const words = 'the nation congress people war peace law budget year union states government economy citizens'.split(' ');
+  for (let d = 0; d < 40; d++) {
+    let text = '';
+    for (let s = 0; s < 30; s++) text += `${Array.from({ length: 8 }, (_, i) => words[(d * 7 + s * 3 + i * i) % words.length]).join(' ')}. `;
+    writeFileSync(join(corpus, `doc-${String(d).padStart(2, '0')}.txt`), text);
+  }
+  const run = (...args: string[]): string => execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FARSKIP_NUM_THREADS: '1' } });
+  const common = ['--corpus', corpus, '--vocab-size', '300', '--batch', '2', '--seq', '16', '--warmup-steps', '1', '--eval-every', '2', '--checkpoint-every', '2',
+    '--held-out-fraction', '0.2', '--arch.hidden', '32', '--arch.heads', '2', '--arch.layers', '2', '--arch.experts', '4', '--arch.expert-hidden', '32'];
+
+  it('pretrain -> distill -> eval writes models, metrics, checkpoints and curves; --resume continues', () => {
+    const pre = join(tmp, 'pre');
+    const out1 = run('pretrain', ...common, '--steps', '4', '--out', pre, '--lr', '0.01');
+    expect(out1).toMatch(/pretrain done: 4 steps/);
+    const m = readFileSync(join(pre, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(m.map((r) => r.step)).toEqual([1, 2, 3, 4]);
+    expect(m.every((r) => Number.isFinite(r.loss))).toBe(true);
+    expect(m[1].eval).toBeTypeOf('number');
+    for (const f of ['loss.svg', 'loss.png', 'eval.png', 'model/config.json', 'model/model.safetensors', 'checkpoints/step-00000004/trainer.json']) expect(existsSync(join(pre, f)), f).toBe(true);
+    expect([...readFileSync(join(pre, 'loss.png')).subarray(1, 4)].map((c) => String.fromCharCode(c)).join('')).toBe('PNG');
+
+    const dis = join(tmp, 'dis');
+    const out2 = run('distill', ...common, '--model', join(pre, 'model'), '--data', join(pre, 'data'), '--steps', '2', '--out', dis);
+    expect(out2).toMatch(/distill done: 2 steps/);
+    expect(JSON.parse(readFileSync(join(dis, 'model', 'config.json'), 'utf8')).farskip).toEqual({ mode: 'full' });
+
+    const ev = JSON.parse(run('eval', '--model', join(dis, 'model'), '--data', join(pre, 'data'), '--seq', '16').trim().split('\n').pop()!);
+    expect(ev.perplexity).toBeGreaterThan(1);
+    expect(ev.perplexity).toBeLessThan(400);
+
+    // resume: two more steps after the 4 of the pretrain run, continuing its metrics
+    run('pretrain', ...common, '--steps', '6', '--out', pre, '--lr', '0.01', '--resume');
+    const m2 = readFileSync(join(pre, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(m2.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('a bad command or missing model is a clear error with a non-zero exit', () => {
+    expect(() => run('distill', '--out', join(tmp, 'x'), '--corpus', corpus, '--vocab-size', '300')).toThrow(/distill needs --model/);
+    expect(() => run('fly')).toThrow(/unknown command 'fly'/);
+  });
+});
