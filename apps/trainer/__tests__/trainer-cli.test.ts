@@ -24,6 +24,13 @@ describe('config: file + flags validated with zod', () => {
     expect(c.resume).toBe(false);
   });
 
+  it('defaults fill every setting, nested ones included', () => {
+    const c = loadConfig(undefined, {});
+    expect(c.arch).toEqual({ family: 'deepseek_v2', hidden: 128, layers: 4, heads: 4, experts: 8, topK: 2, expertHidden: 128, sharedExperts: 1, denseLayers: 1 });
+    expect(c.corpus).toBe('sotu');
+    expect(c.farskip).toEqual({ mode: 'full' });
+  });
+
   it('an unknown or wrong key is an error naming it', () => {
     expect(() => loadConfig(undefined, { stepz: 3 })).toThrow(/unknown key\(s\) 'stepz'/);
     expect(() => loadConfig(undefined, { 'arch.layerz': 3 })).toThrow(/'arch.layerz'/);

@@ -34,7 +34,7 @@ export const ConfigSchema = z.object({
     expertHidden: z.number().int().positive().default(128),
     sharedExperts: z.number().int().min(0).default(1),
     denseLayers: z.number().int().min(0).default(1),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
   steps: z.number().int().positive().default(200),
   batch: z.number().int().positive().default(8),
   seq: z.number().int().positive().default(128),
