@@ -71,9 +71,17 @@ describe.skipIf(!existsSync(cli))('farskip-train on a tiny corpus (needs the bui
     expect(out2).toMatch(/distill done: 2 steps/);
     expect(JSON.parse(readFileSync(join(dis, 'model', 'config.json'), 'utf8')).farskip).toEqual({ mode: 'full' });
 
-    const ev = JSON.parse(run('eval', '--model', join(dis, 'model'), '--data', join(pre, 'data'), '--seq', '16').trim().split('\n').pop()!);
-    expect(ev.perplexity).toBeGreaterThan(1);
-    expect(ev.perplexity).toBeLessThan(400);
+    const evOut = join(tmp, 'eval');
+    const md = run('eval', '--model', join(pre, 'model'), '--student', join(dis, 'model'), '--data', join(pre, 'data'), '--seq', '16', '--task-limit', '4', '--out', evOut);
+    expect(md).toMatch(/original/);
+    const rep = JSON.parse(readFileSync(join(evOut, 'report.json'), 'utf8'));
+    expect(rep.rows.map((r: { name: string }) => r.name)).toEqual(['original', 'converted-untrained', 'trained']);
+    expect(rep.rows[0].kl).toBe(0);
+    expect(rep.rows[0].top1).toBe(1);
+    for (const r of rep.rows) {
+      expect(r.perplexity).toBeGreaterThan(1);
+      expect(r.tasks.map((t: { task: string }) => t.task)).toEqual(['sotu-next-sentence', 'sotu-cloze']);
+    }
 
     // resume: two more steps after the 4 of the pretrain run, continuing its metrics
     run('pretrain', ...common, '--steps', '6', '--out', pre, '--lr', '0.01', '--resume');

@@ -8,7 +8,8 @@ commands:
   pretrain   train a new MoE model (or --model) on the corpus (default: the embedded State of the Union addresses)
   distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
   sft        supervised fine-tuning of --model (cross-entropy), the distillation baseline
-  eval       held-out perplexity of --model
+  eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
+             perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
 every config key is a flag: --steps 100 --lr 3e-4 --farskip.mode full --arch.layers 4 --resume --out runs/x`;
 
 async function main(argv: string[]): Promise<void> {
@@ -17,6 +18,11 @@ async function main(argv: string[]): Promise<void> {
   if (!command || flags.help) { console.log(USAGE); return; }
   const file = typeof flags.config === 'string' ? flags.config : undefined;
   delete flags.config;
+  // eval-only flags (not trainer settings)
+  const evalStudent = typeof flags.student === 'string' ? flags.student : undefined;
+  const evalLimit = typeof flags.taskLimit === 'number' ? flags.taskLimit : undefined;
+  delete flags.student;
+  delete flags.taskLimit;
   const cfg = loadConfig(file, flags);
   if (command === 'pretrain' || command === 'distill' || command === 'sft') {
     const r = await runTraining(command, cfg);
@@ -26,7 +32,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'eval') {
     const { evaluateModel } = await import('./evaluate.js');
-    console.log(await evaluateModel(cfg));
+    console.log(await evaluateModel(cfg, { student: evalStudent, taskLimit: evalLimit }));
     return;
   }
   throw new Error(`unknown command '${command}'\n${USAGE}`);

@@ -1,29 +1,60 @@
-// `eval`: held-out perplexity (rolling over whole held-out documents) of --model on the dataset.
+// `eval`: the comparison the paper's tables make, side by side —
+//   original             --model with its original connectivity
+//   converted-untrained  the same weights with the student's FarSkip options (no training)
+//   trained              --student (e.g. the output of distill or sft), if given
+// For each: held-out perplexity (rolling windows over held-out tokens, bits per byte), the shipped
+// multiple-choice tasks built from held-out State of the Union addresses (acc, acc_norm), and KL(original ‖ row)
+// with top-1 agreement. Writes report.md + report.json (atomic) under `out` and returns the Markdown.
 import { TokenDataset } from '@farskip/distill';
+import { agreement, evaluateMultipleChoice, evaluationReport, loadShippedTask, perplexity, SHIPPED_TASKS, tokenWindows, writeReport } from '@farskip/eval';
+import type { ReportRow } from '@farskip/eval';
+import type { FarSkipOptions } from '@farskip/layers';
 import { loadModel } from '@farskip/models';
-import { noGrad, Tensor } from '@farskip/tensor';
-import { logSoftmax } from '@farskip/kernels';
+import type { CausalLM } from '@farskip/models';
 import type { TrainerConfig } from './config.js';
 import { prepareData } from './commands.js';
 
-export async function evaluateModel(cfg: TrainerConfig): Promise<string> {
-  if (!cfg.model) throw new Error('eval needs --model <dir>');
-  const model = loadModel(cfg.model);
+export interface EvalOptions {
+  /** trained model directory (third row) */
+  student?: string;
+  /** examples per task (default 100) */
+  taskLimit?: number;
+  /** held-out tokens scored for perplexity and agreement (default 32 windows of seq) */
+  maxTokens?: number;
+}
+
+export async function evaluateModel(cfg: TrainerConfig, options: EvalOptions = {}): Promise<string> {
+  if (!cfg.model) throw new Error('eval needs --model <dir> (the original model; --student <dir> adds the trained one)');
+  const original = loadModel(cfg.model);
+  const trained = options.student ? loadModel(options.student) : null;
+  const farskip: FarSkipOptions = (trained?.farskip as FarSkipOptions | null) ?? cfg.farskip;
   const ds = TokenDataset.open(await prepareData(cfg, console.log));
   try {
-    const split = ds.split('heldout');
-    const n = Math.min(ds.index.splits.heldout.tokens, 64 * cfg.seq + 1);
-    const toks = split.read(0, n);
-    let nll = 0, count = 0;
-    await noGrad(async () => {
-      for (let s = 0; s + cfg.seq < toks.length; s += cfg.seq) {
-        const ids = new Tensor(toks.slice(s, s + cfg.seq), [1, cfg.seq], { dtype: 'i32' });
-        const lp = logSoftmax(await model.forward(ids)).data as Float32Array;
-        const V = model.spec.vocabSize;
-        for (let t = 0; t < cfg.seq; t++) { nll -= lp[t * V + toks[s + t + 1]!]!; count++; }
+    const tok = await ds.tokenizer();
+    const held = ds.index.splits.heldout.tokens;
+    const n = Math.min(held, options.maxTokens ?? 32 * cfg.seq + 1);
+    const tokens = ds.split('heldout').read(0, n);
+    const bytes = Buffer.byteLength(tok.decode(Array.from(tokens)), 'utf8');
+    const windows = tokenWindows(tokens, cfg.seq);
+    const limit = options.taskLimit ?? 100;
+    const tasks = SHIPPED_TASKS.map((t) => ({ name: t, examples: loadShippedTask(t).slice(0, limit) }));
+    const teacher = { forward: (ids: Parameters<CausalLM['forward']>[0]) => original.forward(ids, { farskip: null }) };
+    const rowOf = async (name: string, model: CausalLM, connectivity: FarSkipOptions | null): Promise<ReportRow> => {
+      const forward = { farskip: connectivity };
+      const ppl = await perplexity(model, tokens, { window: cfg.seq, bytes, forward });
+      const ag = await agreement(teacher, { forward: (ids: Parameters<CausalLM['forward']>[0]) => model.forward(ids, forward) }, windows);
+      const taskRows = [];
+      for (const t of tasks) {
+        const r = await evaluateMultipleChoice({ forward: (ids: Parameters<CausalLM['forward']>[0]) => model.forward(ids, forward) }, tok, t.examples, { task: t.name });
+        taskRows.push({ task: t.name, acc: r.acc, acc_norm: r.acc_norm });
       }
-    });
-    return JSON.stringify({ model: cfg.model, heldOutTokens: count, nll: nll / count, perplexity: Math.exp(nll / count) });
+      return { name, perplexity: ppl.ppl, bitsPerByte: ppl.bitsPerByte, kl: ag.kl, top1: ag.top1, tasks: taskRows };
+    };
+    const rows = [await rowOf('original', original, null), await rowOf('converted-untrained', original, farskip)];
+    if (trained) rows.push(await rowOf('trained', trained, trained.farskip));
+    const report = evaluationReport(rows);
+    const paths = writeReport(cfg.out, report);
+    return `${report.markdown}\n(report written to ${paths.markdown} and ${paths.json})`;
   } finally {
     ds.close();
   }
