@@ -89,6 +89,18 @@ describe.skipIf(!existsSync(cli))('farskip-train on a tiny corpus (needs the bui
     expect(m2.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  it('--ranks 2 trains data-parallel through the launcher: both ranks end with identical weights', () => {
+    const pre = join(tmp, 'pre');
+    const dp = join(tmp, 'dp');
+    run('pretrain', ...common, '--data', join(pre, 'data'), '--steps', '2', '--out', dp, '--ranks', '2');
+    const m = readFileSync(join(dp, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(m.map((r) => [r.step, r.ranks])).toEqual([[1, 2], [2, 2]]);
+    const w0 = readFileSync(join(dp, 'checkpoints', 'rank-0', 'step-00000002', 'model.safetensors'));
+    const w1 = readFileSync(join(dp, 'checkpoints', 'rank-1', 'step-00000002', 'model.safetensors'));
+    expect(w0.equals(w1)).toBe(true); // gradients averaged over the ranks before every update
+    expect(existsSync(join(dp, 'model', 'model.safetensors'))).toBe(true);
+  });
+
   it('a bad command or missing model is a clear error with a non-zero exit', () => {
     expect(() => run('distill', '--out', join(tmp, 'x'), '--corpus', corpus, '--vocab-size', '300')).toThrow(/distill needs --model/);
     expect(() => run('fly')).toThrow(/unknown command 'fly'/);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // farskip-train <pretrain|distill|sft|eval> [--config file.json|.yaml] [--key value ...]
 import { loadConfig, parseFlags } from './config.js';
-import { runTraining } from './commands.js';
+import { fileURLToPath } from 'node:url';
+import { prepareData, runTraining } from './commands.js';
 
 const USAGE = `usage: farskip-train <command> [--config file.json|file.yaml] [--key value ...]
 commands:
@@ -10,6 +11,7 @@ commands:
   sft        supervised fine-tuning of --model (cross-entropy), the distillation baseline
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
+multi-rank: --ranks N trains data-parallel on N threads-backend ranks (one core each) through the launcher
 every config key is a flag: --steps 100 --lr 3e-4 --farskip.mode full --arch.layers 4 --resume --out runs/x`;
 
 async function main(argv: string[]): Promise<void> {
@@ -24,8 +26,25 @@ async function main(argv: string[]): Promise<void> {
   delete flags.student;
   delete flags.taskLimit;
   const cfg = loadConfig(file, flags);
+  if ((command === 'pretrain' || command === 'distill' || command === 'sft') && cfg.ranks > 1 && !process.env.FARSKIP_TRAINER_RANK) {
+    // the launcher starts `ranks` threads-backend ranks of this same command; the data is prepared once, here
+    const data = await prepareData(cfg, console.log);
+    const { launch } = await import('@farskip/collectives');
+    const res = await launch({ world: cfg.ranks, backend: 'threads', script: fileURLToPath(import.meta.url), args: [...argv, '--data', data],
+      env: { FARSKIP_TRAINER_RANK: '1' } });
+    const bad = res.find((r) => r.exitCode !== 0);
+    if (bad) throw new Error(`rank ${bad.rank} failed${bad.error ? `: ${bad.error.message}` : ` with exit code ${bad.exitCode}`}`);
+    return;
+  }
   if (command === 'pretrain' || command === 'distill' || command === 'sft') {
-    const r = await runTraining(command, cfg);
+    let ctx;
+    if (process.env.FARSKIP_TRAINER_RANK) {
+      const { initCommunicator } = await import('@farskip/collectives');
+      const { ParallelContext } = await import('@farskip/layers');
+      ctx = ParallelContext.create(await initCommunicator(), { dp: cfg.ranks });
+    }
+    const r = await runTraining(command, cfg, console.log, ctx);
+    if (ctx && ctx.world.rank !== 0) return;
     const last = r.metrics[r.metrics.length - 1];
     console.log(`${command} done: ${r.metrics.length} steps${r.stoppedEarly ? ' (early stop)' : ''}, last loss ${last?.loss.toFixed(4) ?? '-'}; model in ${r.modelDir}; curves in ${cfg.out}/loss.png`);
     return;

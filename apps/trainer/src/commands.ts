@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { buildDataset, jsonlDocuments, PackedLoader, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
 import type { DocumentSource, StepMetrics } from '@farskip/distill';
 import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModel, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
+import type { ParallelContext } from '@farskip/layers';
 import { noGrad, Tensor } from '@farskip/tensor';
 import type { TrainerConfig } from './config.js';
 import { renderCurves } from './plots.js';
@@ -59,7 +60,11 @@ export function newModelConfig(cfg: TrainerConfig, vocab: number): Record<string
 export interface RunResult { metrics: StepMetrics[]; modelDir: string; stoppedEarly: boolean }
 
 /** pretrain / distill / sft. */
-export async function runTraining(command: Exclude<Command, 'eval'>, cfg: TrainerConfig, log: (s: string) => void = console.log): Promise<RunResult> {
+export async function runTraining(command: Exclude<Command, 'eval'>, cfg: TrainerConfig, log: (s: string) => void = console.log,
+  ctx?: ParallelContext): Promise<RunResult> {
+  const rank = ctx?.world.rank ?? 0;
+  const ranks = ctx?.world.size ?? 1;
+  const lead = rank === 0;
   mkdirSync(cfg.out, { recursive: true });
   const dataDir = await prepareData(cfg, log);
   const ds = TokenDataset.open(dataDir);
@@ -67,10 +72,10 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
   let student: CausalLM;
   let teacher: CausalLM | null = null;
   if (command === 'pretrain' && !cfg.model) {
-    student = CausalLM.random(parseConfig(newModelConfig(cfg, vocab), 'new model'), cfg.seed);
+    student = CausalLM.random(parseConfig(newModelConfig(cfg, vocab), 'new model'), cfg.seed, { ctx });
   } else {
     if (!cfg.model) throw new Error(`${command} needs --model <dir> (a Hugging Face model directory, e.g. the output of pretrain)`);
-    student = loadModel(cfg.model);
+    student = loadModel(cfg.model, { ctx });
     if (student.spec.vocabSize < vocab) throw new Error(`${cfg.model}: vocab ${student.spec.vocabSize} is smaller than the dataset's ${vocab}; use the tokenizer the model was trained with`);
     if (command === 'distill') {
       teacher = loadModel(cfg.model);
@@ -78,7 +83,7 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
       convertToFarSkip(student, cfg.farskip);
     }
   }
-  const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed });
+  const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed, rank, worldSize: ranks });
   const heldout = heldOutBatch(ds, cfg);
   const evaluate = async (): Promise<number> => noGrad(async () => {
     const ids = new Tensor(heldout.inputs, [heldout.batch, cfg.seq], { dtype: 'i32' });
@@ -90,9 +95,9 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
     return sftLoss(await student.forward(ids), heldout.targets).item();
   });
   const metricsFile = join(cfg.out, 'metrics.jsonl');
-  const progress = new Progress(cfg.steps);
+  const progress = lead ? new Progress(cfg.steps) : null;
   const trainer = new Trainer({
-    student, teacher, data: loader, checkpointDir: join(cfg.out, 'checkpoints'), evaluate,
+    student, teacher, data: loader, checkpointDir: join(cfg.out, 'checkpoints'), evaluate, ctx,
     config: {
       objective: command === 'distill' ? 'fcsd' : command === 'sft' ? 'sft' : 'pretrain',
       steps: cfg.steps, batch: cfg.batch, seq: cfg.seq, accumulation: cfg.accumulation, lr: cfg.lr, minLr: cfg.minLr, warmupSteps: cfg.warmupSteps,
@@ -101,26 +106,29 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
       earlyStopping: cfg.patience ? { patience: cfg.patience, minDelta: cfg.minDelta, mode: 'min' } : undefined,
     },
     onStep: (m) => {
-      appendFileSync(metricsFile, JSON.stringify({ command, ...m }) + '\n');
-      progress.update(m);
+      if (!lead) return;
+      appendFileSync(metricsFile, JSON.stringify({ command, ranks, ...m, tokens: m.tokens * ranks }) + '\n');
+      progress!.update({ ...m, tokens: m.tokens * ranks });
     },
   });
   if (cfg.resume) {
     const from = trainer.resume();
-    if (from) log(`resumed from step ${from}`);
-  } else if (existsSync(metricsFile)) {
+    if (from && lead) log(`resumed from step ${from}`);
+  } else if (lead && existsSync(metricsFile)) {
     writeFileSync(metricsFile, ''); // a fresh run starts a fresh metrics file
   }
   let result;
   try {
     result = await trainer.train();
   } finally {
-    progress.stop();
+    progress?.stop();
     ds.close();
   }
   const modelDir = join(cfg.out, 'model');
-  saveModel(student, modelDir);
-  await plotMetrics(cfg.out, command);
+  if (lead) { // data parallel: every rank holds the same weights
+    saveModel(student, modelDir);
+    await plotMetrics(cfg.out, command);
+  }
   return { metrics: result.metrics, modelDir, stoppedEarly: result.stoppedEarly };
 }
 

@@ -54,6 +54,8 @@ export const ConfigSchema = z.object({
   patience: z.number().int().positive().optional(),
   minDelta: z.number().min(0).default(0),
   resume: z.boolean().default(false),
+  /** data-parallel ranks (threads backend through the launcher; one core each) */
+  ranks: z.number().int().positive().default(1),
 }).strict();
 
 export type TrainerConfig = z.infer<typeof ConfigSchema>;
