@@ -50,10 +50,14 @@ export class ParallelContext {
     const r = world.rank;
     const tpRank = r % tp, epRank = Math.floor(r / tp) % ep, dpRank = Math.floor(r / (tp * ep));
     const mk = (color: number, key: number): Communicator => world.size === 1 ? world : world.split(color, key)!;
-    const tpComm = tp === world.size ? world : tp === 1 ? solo(r) : mk(epRank + ep * dpRank, tpRank);
-    const epComm = ep === world.size ? world : ep === 1 ? solo(r) : mk(tpRank + tp * dpRank, epRank);
-    const dpComm = dp === world.size ? world : dp === 1 ? solo(r) : mk(tpRank + tp * epRank, dpRank);
-    const denseComm = ep * dp === world.size ? world : ep * dp === 1 ? solo(r) : mk(tpRank, epRank + ep * dpRank);
+    // Every group is its own communicator, even when its members are those of another group or of the world:
+    // collectives on one communicator must be issued in the same order on every rank, and the backward issues
+    // all-to-alls (ep) from the autograd engine while gradient buckets (dense, dp) launch from hooks — on a shared
+    // communicator their relative order could differ between ranks.
+    const tpComm = tp === 1 ? solo(r) : mk(epRank + ep * dpRank, tpRank);
+    const epComm = ep === 1 ? solo(r) : mk(tpRank + tp * dpRank, epRank);
+    const dpComm = dp === 1 ? solo(r) : mk(tpRank + tp * epRank, dpRank);
+    const denseComm = ep * dp === 1 ? solo(r) : mk(tpRank, epRank + ep * dpRank);
     return new ParallelContext(world, tpComm, epComm, dpComm, denseComm, { tp, ep, dp });
   }
 
