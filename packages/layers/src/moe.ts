@@ -171,6 +171,7 @@ export class MoE implements MoELike {
         const got = await dispatched.wait(); // [Σ recvRows, hidden], source-major then expert
         const back = span('experts', () => {
           const { index, inverse, groupSizes } = sourceToExpertMajor(recvCounts, P, L);
+          if (P === 1) return this.runExperts(got, groupSizes); // one source: already expert-major (identity)
           const y = this.runExperts(indexSelect(got, 0, i32(index)), groupSizes);
           return indexSelect(y, 0, i32(inverse));
         });
