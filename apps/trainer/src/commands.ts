@@ -5,6 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import { buildDataset, jsonlDocuments, PackedLoader, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
 import type { DocumentSource, StepMetrics } from '@farskip/distill';
+import { sotuHeldOut } from '@farskip/eval';
 import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModel, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
 import type { ParallelContext } from '@farskip/layers';
 import { noGrad, Tensor } from '@farskip/tensor';
@@ -32,7 +33,10 @@ export async function prepareData(cfg: TrainerConfig, log: (s: string) => void):
   const tokDir = join(cfg.out, 'tokenizer');
   await saveTokenizer(tokDir, tokenizer, { eos_token: '<|endoftext|>', bos_token: null, model_max_length: 1 << 20 });
   log(`tokenizing ${cfg.corpus} into ${dir} ...`);
-  const r = await buildDataset({ documents: documents(cfg), tokenizer: tokDir, outDir: dir, heldOutFraction: cfg.heldOutFraction, seed: cfg.seed });
+  // the addresses @farskip/eval builds its shipped tasks from never reach the training split
+  const evalDocs = cfg.corpus === 'sotu' ? new Set(sotuHeldOut().map((a) => `${a.year}-${a.name}`)) : null;
+  const r = await buildDataset({ documents: documents(cfg), tokenizer: tokDir, outDir: dir, heldOutFraction: cfg.heldOutFraction, seed: cfg.seed,
+    forceHeldOut: evalDocs ? (id) => evalDocs.has(id) : undefined });
   log(`dataset: ${r.index.splits.train.tokens} train / ${r.index.splits.heldout.tokens} held-out tokens (${Math.round(r.tokensPerSecond)} tokens/s)`);
   return dir;
 }

@@ -125,6 +125,17 @@ describe('buildDataset from text files and JSONL', () => {
     ds.close();
   });
 
+  it('forceHeldOut keeps chosen documents out of training whatever the hash says', async () => {
+    const texts = makeTexts(30, 5);
+    const docs = texts.map((text, i) => ({ id: `doc-${i}`, text }));
+    const forced = new Set(['doc-3', 'doc-17', 'doc-29']);
+    const out = freshDir();
+    await buildDataset({ documents: docs, tokenizer: TOKENIZER, outDir: out, heldOutFraction: 0.01, seed: 3, forceHeldOut: (id) => forced.has(id) });
+    const held = splitTexts(out, 'heldout');
+    for (const id of forced) expect(held).toContain(texts[Number(id.slice(4))]);
+    expect(splitTexts(out, 'train')).not.toContain(texts[17]);
+  });
+
   it('splitOnBlankLines: one document per paragraph, ids <file>#k', async () => {
     const src = join(root, 'para');
     mkdirSync(src, { recursive: true });

@@ -36,6 +36,8 @@ export interface BuildDatasetOptions {
   heldOutFraction?: number;
   /** seed of the train/held-out split; default 0 */
   seed?: number;
+  /** documents that must be held out whatever the hash says (e.g. those evaluation tasks are built from) */
+  forceHeldOut?: (id: string) => boolean;
   /** tokens per shard file; default 1 << 20 */
   shardTokens?: number;
   /** append the tokenizer's EOS after every document; default true */
@@ -170,7 +172,8 @@ export async function buildDataset(options: BuildDatasetOptions): Promise<BuildR
         maskWithEos.set(mask);
         maskWithEos[mask.length] = mask[mask.length - 1]!;
       }
-      (isHeldOut(doc.id, seed, heldOutFraction) ? heldout : train).append(doc.id, withEos, maskWithEos);
+      const held = options.forceHeldOut?.(doc.id) || isHeldOut(doc.id, seed, heldOutFraction);
+      (held ? heldout : train).append(doc.id, withEos, maskWithEos);
       options.onProgress?.({ documents: ordinal, tokens: train.tokens + heldout.tokens, elapsedMs: performance.now() - started });
     }
     for (const [name, data] of files) writeFileAtomic(dir, name, data, written);
