@@ -24,6 +24,11 @@ describe('config: file + flags validated with zod', () => {
     expect(c.resume).toBe(false);
   });
 
+  it('batchTokens sets the batch from the sequence length and accumulation', () => {
+    expect(loadConfig(undefined, { batchTokens: 4096, seq: 256, accumulation: 2 }).batch).toBe(8);
+    expect(() => loadConfig(undefined, { batchTokens: 1000, seq: 256 })).toThrow(/'batchTokens' 1000 is not a multiple of seq × accumulation = 256/);
+  });
+
   it('defaults fill every setting, nested ones included', () => {
     const c = loadConfig(undefined, {});
     expect(c.arch).toEqual({ family: 'deepseek_v2', hidden: 128, layers: 4, heads: 4, experts: 8, topK: 2, expertHidden: 128, sharedExperts: 1, denseLayers: 1 });

@@ -37,6 +37,8 @@ export const ConfigSchema = z.object({
   }).strict().prefault({}),
   steps: z.number().int().positive().default(200),
   batch: z.number().int().positive().default(8),
+  /** batch size in tokens per optimizer step (sets batch = batchTokens / (seq · accumulation)) */
+  batchTokens: z.number().int().positive().optional(),
   seq: z.number().int().positive().default(128),
   accumulation: z.number().int().positive().default(1),
   lr: z.number().positive().default(1e-3),
@@ -75,6 +77,13 @@ export function loadConfig(file: string | undefined, flags: Record<string, unkno
   const merged = structuredClone(base);
   for (const [k, v] of Object.entries(flags)) setPath(merged, k, v);
   const r = ConfigSchema.safeParse(merged);
+  if (r.success && r.data.batchTokens !== undefined) {
+    const per = r.data.seq * r.data.accumulation;
+    if (r.data.batchTokens % per !== 0) {
+      throw new Error(`invalid trainer config: 'batchTokens' ${r.data.batchTokens} is not a multiple of seq × accumulation = ${per}`);
+    }
+    r.data.batch = r.data.batchTokens / per;
+  }
   if (!r.success) {
     const msgs = r.error.issues.map((i) => {
       const path = i.path.join('.') || '(root)';
