@@ -3,7 +3,7 @@
 // display and a metrics JSONL, writes curves (plots.ts) and the final model in Hugging Face layout.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildDataset, jsonlDocuments, PackedLoader, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
+import { buildDataset, forwardKl, jsonlDocuments, PackedLoader, sftLoss, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
 import type { DocumentSource, StepMetrics } from '@farskip/distill';
 import { sotuHeldOut } from '@farskip/eval';
 import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModel, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
@@ -92,10 +92,8 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
   const evaluate = async (): Promise<number> => noGrad(async () => {
     const ids = new Tensor(heldout.inputs, [heldout.batch, cfg.seq], { dtype: 'i32' });
     if (command === 'distill') {
-      const { forwardKl } = await import('@farskip/distill');
       return forwardKl(await student.forward(ids), await teacher!.forward(ids, { farskip: null })).item();
     }
-    const { sftLoss } = await import('@farskip/distill');
     return sftLoss(await student.forward(ids), heldout.targets).item();
   });
   const metricsFile = join(cfg.out, 'metrics.jsonl');

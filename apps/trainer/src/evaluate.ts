@@ -11,6 +11,7 @@ import type { ReportRow } from '@farskip/eval';
 import type { FarSkipOptions } from '@farskip/layers';
 import { loadModel } from '@farskip/models';
 import type { CausalLM } from '@farskip/models';
+import type { Tensor } from '@farskip/tensor';
 import type { TrainerConfig } from './config.js';
 import { prepareData } from './commands.js';
 
@@ -38,14 +39,16 @@ export async function evaluateModel(cfg: TrainerConfig, options: EvalOptions = {
     const windows = tokenWindows(tokens, cfg.seq);
     const limit = options.taskLimit ?? 100;
     const tasks = SHIPPED_TASKS.map((t) => ({ name: t, examples: loadShippedTask(t).slice(0, limit) }));
-    const teacher = { forward: (ids: Parameters<CausalLM['forward']>[0]) => original.forward(ids, { farskip: null }) };
+    // a model run with a given connectivity, as the scoring functions see it
+    const scorer = (model: CausalLM, farskip: FarSkipOptions | null) => ({ forward: (ids: Tensor) => model.forward(ids, { farskip }) });
+    const teacher = scorer(original, null);
     const rowOf = async (name: string, model: CausalLM, connectivity: FarSkipOptions | null): Promise<ReportRow> => {
-      const forward = { farskip: connectivity };
-      const ppl = await perplexity(model, tokens, { window: cfg.seq, bytes, forward });
-      const ag = await agreement(teacher, { forward: (ids: Parameters<CausalLM['forward']>[0]) => model.forward(ids, forward) }, windows);
+      const scored = scorer(model, connectivity);
+      const ppl = await perplexity(scored, tokens, { window: cfg.seq, bytes });
+      const ag = await agreement(teacher, scored, windows);
       const taskRows = [];
       for (const t of tasks) {
-        const r = await evaluateMultipleChoice({ forward: (ids: Parameters<CausalLM['forward']>[0]) => model.forward(ids, forward) }, tok, t.examples, { task: t.name });
+        const r = await evaluateMultipleChoice(scored, tok, t.examples, { task: t.name });
         taskRows.push({ task: t.name, acc: r.acc, acc_norm: r.acc_norm });
       }
       return { name, perplexity: ppl.ppl, bitsPerByte: ppl.bitsPerByte, kl: ag.kl, top1: ag.top1, tasks: taskRows };

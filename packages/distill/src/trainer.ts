@@ -137,7 +137,7 @@ export class Trainer {
         const tLogits = noGrad(() => teacher.logitsOf(th));
         const sh = await this.o.student.hidden(ids, forward);
         loss = forwardKl(this.o.student.logitsOf(sh), tLogits, { temperature: c.temperature, mask: b.mask });
-        if (c.hiddenL2) loss = addLoss(loss, hiddenL2(sh, th, c.hiddenL2));
+        if (c.hiddenL2) loss = add(loss, hiddenL2(sh, th, c.hiddenL2));
       } else {
         loss = sftLoss(await this.o.student.forward(ids, forward), b.targets);
       }
@@ -148,7 +148,7 @@ export class Trainer {
           `the weights were not updated; the last good checkpoint${this.o.checkpointDir ? ` in ${this.o.checkpointDir}` : ''} is intact — lower lr or enable clipping`);
       }
       lossSum += value;
-      await tracedBackward(accum > 1 ? scaleLoss(loss, 1 / accum) : loss, this.o.tracer);
+      await tracedBackward(accum > 1 ? scale(loss, 1 / accum) : loss, this.o.tracer);
     }
     await Promise.all(this.buckets.map((bk) => bk.finish()));
     const gradNorm = await clipGradNorm(this.params.map(([, t]) => t), c.clip ?? 0, { sharded: this.expertParams, group: this.epGroup });
@@ -210,6 +210,3 @@ export class Trainer {
     return world.size > 1 ? join(this.o.checkpointDir!, `rank-${world.rank}`) : this.o.checkpointDir!;
   }
 }
-
-const addLoss = (a: Tensor, b: Tensor): Tensor => add(a, b);
-const scaleLoss = (a: Tensor, s: number): Tensor => scale(a, s);

@@ -118,7 +118,7 @@ export class MoE implements MoELike {
 
   begin(u: Tensor, env: CommEnv): RoutedTokens {
     const N = u.shape[0]!, k = this.config.topK;
-    const span = <T>(name: string, fn: () => T): T => (env.tracer ? env.tracer.compute(`${env.scope ? env.scope + '.' : ''}moe.${name}`, fn) : fn());
+    const span = <T>(name: string, fn: () => T): T => moeSpan(env, name, fn);
     const routing = span('route', () => this.router.route(u));
     const P = this.group.size, L = this.localExperts, E = this.config.numExperts;
     const local = this.form === 'all-reduce';
@@ -162,7 +162,7 @@ export class MoE implements MoELike {
   private async dispatchRows(rows: Tensor, sendCounts: Int32Array, recvCounts: Int32Array, finishRows: (y: Tensor) => Tensor,
     env: CommEnv): Promise<DispatchedTokens> {
     const P = this.group.size, L = this.localExperts;
-    const span = <T>(name: string, fn: () => T): T => (env.tracer ? env.tracer.compute(`${env.scope ? env.scope + '.' : ''}moe.${name}`, fn) : fn());
+    const span = <T>(name: string, fn: () => T): T => moeSpan(env, name, fn);
     const sendRows = Array.from({ length: P }, (_, p) => sumRange(sendCounts, p * L, (p + 1) * L));
     const recvRows = Array.from({ length: P }, (_, q) => sumRange(recvCounts, q * L, (q + 1) * L));
     const dispatched = await issued(env, allToAllTensor(rows, this.group, sendRows, recvRows, env, 'moe.dispatch'));
@@ -210,6 +210,11 @@ export class MoE implements MoELike {
   expertParameters(): [string, Tensor][] {
     return [['experts.gate_proj', this.w1], ['experts.up_proj', this.w3], ['experts.down_proj', this.w2]];
   }
+}
+
+/** A compute span named `<scope>.moe.<name>` when the schedule is traced. */
+function moeSpan<T>(env: CommEnv, name: string, fn: () => T): T {
+  return env.tracer ? env.tracer.compute(`${env.scope ? env.scope + '.' : ''}moe.${name}`, fn) : fn();
 }
 
 function i32(a: Int32Array): Tensor {

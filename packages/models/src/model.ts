@@ -70,7 +70,7 @@ export class CausalLM {
         const d = names.dense;
         mlp = new SwiGluMlp(Hd, { gate: r.take(`${d}.gate_proj.weight`, [I, Hd]), up: r.take(`${d}.up_proj.weight`, [I, Hd]), down: r.take(`${d}.down_proj.weight`, [Hd, I]) }, ctx.tp);
         const m = mlp;
-        exporters.push(() => exportMlp(d, m, ctx));
+        exporters.push(() => exportMlp(d, m));
       } else {
         mlp = buildMoE(spec, r, i, ctx, form);
         const m = mlp;
@@ -213,9 +213,8 @@ function buildMoE(spec: ModelSpec, r: WeightReader, i: number, ctx: ParallelCont
   { router, experts: { gate, up, down }, shared }, { expertGroup: form === 'all-reduce' ? ctx.tp : ctx.ep, sharedGroup: ctx.tp, form });
 }
 
-function exportMlp(prefix: string, m: SwiGluMlp, _ctx: ParallelContext): [string, Tensor][] {
-  const out: [string, Tensor][] = [[`${prefix}.gate_proj.weight`, m.wGate], [`${prefix}.up_proj.weight`, m.wUp], [`${prefix}.down_proj.weight`, m.wDown]];
-  return out;
+function exportMlp(prefix: string, m: SwiGluMlp): [string, Tensor][] {
+  return [[`${prefix}.gate_proj.weight`, m.wGate], [`${prefix}.up_proj.weight`, m.wUp], [`${prefix}.down_proj.weight`, m.wDown]];
 }
 
 function exportMoE(spec: ModelSpec, i: number, m: MoE, ctx: ParallelContext): [string, Tensor][] {
