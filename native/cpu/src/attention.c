@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include "gemm.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define ATT_KB 128
 #define ATT_ROWS 64
@@ -27,6 +30,48 @@ typedef struct {
 /* last visible key (inclusive) of query i; < 0 means none */
 static inline int64_t att_limit(const att_job *j, int64_t i) {
   return j->causal ? FS_MIN(j->Tk - 1, i + (j->Tk - j->Tq)) : j->Tk - 1;
+}
+
+/* Decode tiles (MHA: one query row per (batch, head)) are too thin for the packed GEMM, whose packing of the key
+ * block costs more than the R x nk x D products: below ATT_DIRECT_ROWS rows the scores come from the no-pack
+ * skinny GEMM (dot products straight from the cache rows) and P @ V runs as axpy loops. */
+#define ATT_DIRECT_ROWS 4
+/* acc[r, :] += sum_c P[r, c] * V[c, :], 16 columns at a time held in a register across the keys (an axpy per key
+ * into acc would chain every key through a store and a reload of the same line) */
+static void att_pv_direct(int64_t R, int64_t nk, int64_t Dv, const float *P, const float *V, int64_t vst,
+                          float *acc) {
+  for (int64_t r = 0; r < R; r++) {
+    float *a = acc + r * Dv;
+    const float *p = P + r * ATT_KB;
+    int64_t d0 = 0;
+#if defined(__AVX512F__)
+    for (; d0 + 16 <= Dv; d0 += 16) {
+      /* 4 independent chains: the keys' V rows are 1 KiB+ apart, so each FMA waits on its own load */
+      __m512 t0 = _mm512_loadu_ps(a + d0), t1 = _mm512_setzero_ps(), t2 = t1, t3 = t1;
+      int64_t c = 0;
+      for (; c + 4 <= nk; c += 4) {
+        const float *v = V + c * vst + d0;
+        t0 = _mm512_fmadd_ps(_mm512_set1_ps(p[c]), _mm512_loadu_ps(v), t0);
+        t1 = _mm512_fmadd_ps(_mm512_set1_ps(p[c + 1]), _mm512_loadu_ps(v + vst), t1);
+        t2 = _mm512_fmadd_ps(_mm512_set1_ps(p[c + 2]), _mm512_loadu_ps(v + 2 * vst), t2);
+        t3 = _mm512_fmadd_ps(_mm512_set1_ps(p[c + 3]), _mm512_loadu_ps(v + 3 * vst), t3);
+      }
+      for (; c < nk; c++) t0 = _mm512_fmadd_ps(_mm512_set1_ps(p[c]), _mm512_loadu_ps(V + c * vst + d0), t0);
+      _mm512_storeu_ps(a + d0, _mm512_add_ps(_mm512_add_ps(t0, t1), _mm512_add_ps(t2, t3)));
+    }
+#endif
+    for (; d0 + 16 <= Dv; d0 += 16) {
+      float t[16];
+      for (int x = 0; x < 16; x++) t[x] = a[d0 + x];
+      for (int64_t c = 0; c < nk; c++) {
+        const float w = p[c], *v = V + c * vst + d0;
+        for (int x = 0; x < 16; x++) t[x] += w * v[x];
+      }
+      for (int x = 0; x < 16; x++) a[d0 + x] = t[x];
+    }
+    for (int64_t c = 0; c < nk && d0 < Dv; c++)
+      for (int64_t d = d0; d < Dv; d++) a[d] += p[c] * V[c * vst + d];
+  }
 }
 
 static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
@@ -51,7 +96,8 @@ static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
   int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
   for (int64_t j0 = 0; j0 <= maxlim; j0 += ATT_KB) {
     int64_t nk = FS_MIN(ATT_KB, maxlim + 1 - j0);
-    FS_FN(sgemm_serial)(0, 1, R, nk, D, j->scale, Qt, D, kb + j0 * kst, kst, 0.0f, S, ATT_KB);
+    if (R <= ATT_DIRECT_ROWS) FS_FN(sgemm_skinny)(R, nk, D, j->scale, Qt, D, kb + j0 * kst, kst, 0.0f, S, ATT_KB);
+    else FS_FN(sgemm_serial)(0, 1, R, nk, D, j->scale, Qt, D, kb + j0 * kst, kst, 0.0f, S, ATT_KB);
     for (int64_t r = 0; r < R; r++) {
       float *s = S + r * ATT_KB;
       int64_t vis = FS_MIN(nk, (int64_t)limf[r] - j0 + 1); /* keys [0, vis) of this block are visible */
@@ -66,7 +112,8 @@ static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
       if (alpha != 1.0f)
         for (int64_t d = 0; d < Dv; d++) acc[r * Dv + d] *= alpha;
     }
-    FS_FN(sgemm_serial)(0, 0, R, Dv, nk, 1.0f, S, ATT_KB, vb + j0 * vst, vst, 1.0f, acc, Dv);
+    if (R <= ATT_DIRECT_ROWS) att_pv_direct(R, nk, Dv, S, vb + j0 * vst, vst, acc);
+    else FS_FN(sgemm_serial)(0, 0, R, Dv, nk, 1.0f, S, ATT_KB, vb + j0 * vst, vst, 1.0f, acc, Dv);
   }
   for (int64_t r = 0; r < R; r++) {
     int64_t i = i0 + r / G, h = hk * G + r % G;

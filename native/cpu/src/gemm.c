@@ -237,6 +237,10 @@ void FS_FN(sgemm)(int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha, 
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+  if (M <= FS_SKINNY_M && tB && !tA && K >= 16) { /* decode rows against nn.Linear weights [out, in] */
+    FS_FN(sgemm_skinny)(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   if (M == 1) { /* decode: y[1,N] = x[1,K] @ op(B) */
     gemv(!tB, N, K, alpha, A, tA ? lda : 1, B, ldb, beta, C, 1);
     return;

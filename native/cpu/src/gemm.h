@@ -47,6 +47,11 @@ FS_HIDDEN void FS_FN(sgemm_small)(int transA, int transB, int64_t M, int64_t N, 
                                   int64_t ldc);
 #endif
 
+/* gemm_skinny.c: C = alpha * A[M,K] @ B[N,K]^T + beta * C for M <= FS_SKINNY_M (decode rows), W read in place */
+#define FS_SKINNY_M 8
+FS_HIDDEN void FS_FN(sgemm_skinny)(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* threadpool.c: wake sleeping workers without waiting for them (an empty job), so that the next parallel job
  * finds them spinning; used by GEMMs that run serially only because the pool is cold. */
 FS_HIDDEN void fs_pool_warm(void);

@@ -39,7 +39,9 @@ static void test_gemm(void) {
                                  {33, 33, 33}, {64, 64, 64}, {129, 97, 300}, {200, 513, 130}, {2, 700, 400}, {700, 2, 33}, {301, 257, 517},
                                  /* M == 1 / N == 1 GEMV paths: K past the 128-wide dot loop, N past a 4096-column axpy block,
                                   * odd K, splits over 2 threads that are not multiples of 32 */
-                                 {1, 300, 1000}, {1, 4200, 70}, {1, 37, 2051}, {1000, 1, 517}, {4200, 1, 9}};
+                                 {1, 300, 1000}, {1, 4200, 70}, {1, 37, 2051}, {1000, 1, 517}, {4200, 1, 9},
+                                 /* skinny path (M <= 8, B stored [N, K]): odd N and K, a 2-thread split */
+                                 {2, 9, 17}, {5, 37, 19}, {8, 1030, 300}, {3, 4101, 70}, {7, 513, 257}, {4, 6, 16}};
   for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++)
@@ -255,6 +257,8 @@ static void test_attention(void) {
   /* B, Tq, Tk, Hq, Hkv, D, Dv, causal, maxT (cache length for kBatchStride) */
   static const int64_t CS[][9] = {{1, 1, 1, 1, 1, 1, 1, 0, 1}, {2, 3, 17, 4, 2, 5, 7, 1, 20}, {1, 17, 17, 2, 2, 16, 16, 1, 17},
                                   {2, 33, 33, 3, 1, 8, 6, 0, 33}, {1, 9, 5, 2, 1, 4, 4, 1, 5}, {1, 1, 130, 8, 2, 32, 32, 1, 200},
+                                  /* decode: one query row per (b, head) -> the no-pack score / PV loops */
+                                  {3, 1, 75, 4, 4, 32, 20, 1, 90}, {2, 2, 140, 4, 2, 24, 48, 1, 150},
                                   {1, 130, 200, 2, 1, 16, 8, 1, 200}, {2, 65, 65, 4, 4, 64, 64, 1, 65}};
   for (size_t t = 0; t < sizeof CS / sizeof CS[0]; t++) {
     int64_t B = CS[t][0], Tq = CS[t][1], Tk = CS[t][2], Hq = CS[t][3], Hkv = CS[t][4], D = CS[t][5], Dv = CS[t][6], maxT = CS[t][8];
