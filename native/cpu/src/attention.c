@@ -36,6 +36,7 @@ static inline int64_t att_limit(const att_job *j, int64_t i) {
  * block costs more than the R x nk x D products: below ATT_DIRECT_ROWS rows the scores come from the no-pack
  * skinny GEMM (dot products straight from the cache rows) and P @ V runs as axpy loops. */
 #define ATT_DIRECT_ROWS 4
+#define FS_DECODE_MAX_HEADS 1024
 /* acc[r, :] += sum_c P[r, c] * V[c, :], 16 columns at a time held in a register across the keys (an axpy per key
  * into acc would chain every key through a store and a reload of the same line) */
 static void att_pv_direct(int64_t R, int64_t nk, int64_t Dv, const float *P, const float *V, int64_t vst,
@@ -124,6 +125,59 @@ static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
   }
 }
 
+/* Decode (one query per sequence, Tq = 1): a task is a whole sequence b, every head. The cache row of key t,
+ * K[b, t, :, :], is Hkv·D contiguous floats, so the task streams the cache in order; the per-(b, kv head) tiles
+ * above read a 128-byte head slice out of every 1 KiB row instead, which after the expert weights have flushed
+ * the caches is a strided walk through DRAM (measured ~4x slower at 8 heads). All keys are visible (causal
+ * with Tq = 1 sees the whole cache). */
+static inline float att_dot(const float *a, const float *b, int64_t n) {
+  float p[16] = {0}, x = 0.0f;
+  int64_t d = 0;
+  for (; d + 16 <= n; d += 16)
+    for (int t = 0; t < 16; t++) p[t] += a[d + t] * b[d + t];
+  for (; d < n; d++) x += a[d] * b[d];
+  for (int t = 0; t < 16; t++) x += p[t];
+  return x;
+}
+
+static void att_decode_task(const att_job *j, int64_t b) {
+  int64_t Hq = j->Hq, G = j->G, D = j->D, Dv = j->Dv, nk = j->Tk;
+  float *S = (float *)fs_scratch(3, (size_t)(Hq * FS_MAX(nk, 1) + Hq * Dv) * sizeof(float));
+  if (!S) return;
+  float *acc = S + Hq * FS_MAX(nk, 1);
+  const float *q = j->q + b * Hq * D, *kb = j->k + b * j->kbs, *vb = j->v + b * j->vbs;
+  int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
+  for (int64_t t = 0; t < nk; t++) {
+    const float *kr = kb + t * kst;
+    for (int64_t h = 0; h < Hq; h++) S[h * nk + t] = j->scale * att_dot(q + h * D, kr + (h / G) * D, D);
+  }
+  float m[FS_DECODE_MAX_HEADS], l[FS_DECODE_MAX_HEADS];
+  for (int64_t h = 0; h < Hq; h++) {
+    float *s = S + h * nk;
+    m[h] = nk > 0 ? fs_max_block(s, nk) : -__builtin_inff();
+    for (int64_t t = 0; t < nk; t++) s[t] = fs_expf(s[t] - m[h]);
+    l[h] = nk > 0 ? fs_sum_block(s, nk) : 0.0f;
+  }
+  for (int64_t x = 0; x < Hq * Dv; x++) acc[x] = 0.0f;
+  for (int64_t t = 0; t < nk; t++) {
+    const float *vr = vb + t * vst;
+    for (int64_t h = 0; h < Hq; h++) {
+      float w = S[h * nk + t], *a = acc + h * Dv;
+      const float *v = vr + (h / G) * Dv;
+      for (int64_t d = 0; d < Dv; d++) a[d] += w * v[d];
+    }
+  }
+  for (int64_t h = 0; h < Hq; h++) {
+    float *o = j->out + (b * Hq + h) * Dv, inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    for (int64_t d = 0; d < Dv; d++) o[d] = acc[h * Dv + d] * inv;
+    j->lse_out[b * Hq + h] = l[h] > 0.0f ? m[h] + logf(l[h]) : -__builtin_inff();
+  }
+}
+
+static void att_decode_body(void *p, int64_t s, int64_t e) {
+  for (int64_t b = s; b < e; b++) att_decode_task((const att_job *)p, b);
+}
+
 static void att_fwd_body(void *p, int64_t s, int64_t e) {
   const att_job *j = (const att_job *)p;
   for (int64_t t = s; t < e; t++) {
@@ -145,6 +199,10 @@ void FS_FN(attention_fwd)(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t
   att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, kBatchStride ? kBatchStride : Tk * Hkv * D,
                vBatchStride ? vBatchStride : Tk * Hkv * Dv, 0, 0, 0, scale, causal, q, k, v, 0, 0, 0, o, lse};
   att_setup(&j);
+  if (Tq == 1 && Hq <= FS_DECODE_MAX_HEADS && B >= fs_pool_size()) { /* decode: one sequence per task */
+    fs_parallel_dyn(B, 1, att_decode_body, &j);
+    return;
+  }
   /* causal tiles near the end cost more: dynamic scheduling, one tile per grab */
   fs_parallel_dyn(B * Hkv * j.nqb, 1, att_fwd_body, &j);
 }
