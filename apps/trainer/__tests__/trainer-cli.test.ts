@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { SafetensorsCheckpoint } from '@farskip/models';
 import { loadConfig, parseFlags } from '../src/index.js';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -104,6 +105,48 @@ describe.skipIf(!existsSync(cli))('farskip-train on a tiny corpus (needs the bui
     const w1 = readFileSync(join(dp, 'checkpoints', 'rank-1', 'step-00000002', 'model.safetensors'));
     expect(w0.equals(w1)).toBe(true); // gradients averaged over the ranks before every update
     expect(existsSync(join(dp, 'model', 'model.safetensors'))).toBe(true);
+  });
+
+  it('--ranks 4 --tp 2 --ep 2: the mesh trains the global batch as one rank does (clipping included) and saves one whole model', () => {
+    const pre = join(tmp, 'pre');
+    // plain MHA (qwen3_moe): MLA attention has no tensor parallelism; clip 0.05 so that clipping acts every step
+    const arch = [...common, '--data', join(pre, 'data'), '--steps', '3', '--arch.family', 'qwen3_moe', '--arch.heads', '4', '--clip', '0.05', '--eval-every', '3'];
+    const one = join(tmp, 'mesh-1'), mesh = join(tmp, 'mesh-4');
+    run('pretrain', ...arch, '--batch', '4', '--out', one);
+    // dense group ep × dp = 2 ranks of 2 sequences each: the same 4 windows per step as the single rank
+    run('pretrain', ...arch, '--batch', '2', '--out', mesh, '--ranks', '4', '--tp', '2', '--ep', '2');
+    const metrics = (d: string) => readFileSync(join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const m1 = metrics(one), m4 = metrics(mesh);
+    expect(m4.map((r) => [r.step, r.ranks, r.tp, r.ep, r.tokens])).toEqual([[1, 4, 2, 2, 64], [2, 4, 2, 2, 64], [3, 4, 2, 2, 64]]);
+    expect(m1.map((r) => r.tokens)).toEqual([64, 64, 64]);
+    for (let i = 0; i < 3; i++) {
+      expect(Math.abs(m4[i].loss - m1[i].loss)).toBeLessThan(1e-4 * m1[i].loss);
+      expect(Math.abs(m4[i].gradNorm - m1[i].gradNorm)).toBeLessThan(1e-4 * m1[i].gradNorm);
+      expect(m1[i].gradNorm).toBeGreaterThan(0.05); // the clip was active
+    }
+    // Adam moves every weight by about ±lr whatever its gradient's size: a gradient at rounding-noise level can
+    // take the other sign on the mesh (sums in another order), so weights may differ by up to 2·Σ lr; the held-out
+    // loss after the last update and the weights are held to that, not to float precision
+    const lrSum = m1.reduce((a, r) => a + r.lr, 0);
+    expect(Math.abs(m4[2].eval - m1[2].eval)).toBeLessThan(2e-3 * m1[2].eval);
+    // the gathered checkpoint has every tensor of the single-rank one, with (nearly) the same values
+    const a = SafetensorsCheckpoint.open(join(one, 'model')), b = SafetensorsCheckpoint.open(join(mesh, 'model'));
+    try {
+      expect(b.keys().sort()).toEqual(a.keys().sort());
+      for (const k of a.keys()) {
+        const x = a.read(k, { as: 'f32' }).data as Float32Array, y = b.read(k, { as: 'f32' }).data as Float32Array;
+        let worst = 0;
+        for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+        expect(worst, k).toBeLessThan(2 * lrSum + 1e-5);
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('a mesh that does not divide the ranks is a config error naming the sizes', () => {
+    expect(() => loadConfig(undefined, { ranks: 6, tp: 4 })).toThrow(/'ranks' 6 is not a multiple of tp × ep = 4/);
   });
 
   it('a bad command or missing model is a clear error with a non-zero exit', () => {

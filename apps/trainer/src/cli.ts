@@ -11,7 +11,8 @@ commands:
   sft        supervised fine-tuning of --model (cross-entropy), the distillation baseline
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
-multi-rank: --ranks N trains data-parallel on N threads-backend ranks (one core each) through the launcher
+multi-rank: --ranks N trains on N threads-backend ranks (one core each) through the launcher, as a mesh of
+            --tp (tensor parallel) × --ep (expert parallel) × data parallel (the rest); the saved model is whole
 every config key is a flag: --steps 100 --lr 3e-4 --farskip.mode full --arch.layers 4 --resume --out runs/x`;
 
 async function main(argv: string[]): Promise<void> {
@@ -41,7 +42,7 @@ async function main(argv: string[]): Promise<void> {
     if (process.env.FARSKIP_TRAINER_RANK) {
       const { initCommunicator } = await import('@farskip/collectives');
       const { ParallelContext } = await import('@farskip/layers');
-      ctx = ParallelContext.create(await initCommunicator(), { dp: cfg.ranks });
+      ctx = ParallelContext.create(await initCommunicator(), { tp: cfg.tp, ep: cfg.ep });
     }
     const r = await runTraining(command, cfg, console.log, ctx);
     if (ctx && ctx.world.rank !== 0) return;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { buildDataset, forwardKl, jsonlDocuments, PackedLoader, sftLoss, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
 import type { DocumentSource, StepMetrics } from '@farskip/distill';
 import { sotuHeldOut } from '@farskip/eval';
-import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModel, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
+import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModelFromRanks, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
 import type { ParallelContext } from '@farskip/layers';
 import { noGrad, Tensor } from '@farskip/tensor';
 import type { TrainerConfig } from './config.js';
@@ -73,21 +73,24 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
   const dataDir = await prepareData(cfg, log);
   const ds = TokenDataset.open(dataDir);
   const vocab = ds.index.vocabSize;
+  const dtype = cfg.bf16 ? 'bf16' : 'f32';
   let student: CausalLM;
   let teacher: CausalLM | null = null;
   if (command === 'pretrain' && !cfg.model) {
-    student = CausalLM.random(parseConfig(newModelConfig(cfg, vocab), 'new model'), cfg.seed, { ctx });
+    student = CausalLM.random(parseConfig(newModelConfig(cfg, vocab), 'new model'), cfg.seed, { ctx, dtype });
   } else {
     if (!cfg.model) throw new Error(`${command} needs --model <dir> (a Hugging Face model directory, e.g. the output of pretrain)`);
-    student = loadModel(cfg.model, { ctx });
+    student = loadModel(cfg.model, { ctx, dtype });
     if (student.spec.vocabSize < vocab) throw new Error(`${cfg.model}: vocab ${student.spec.vocabSize} is smaller than the dataset's ${vocab}; use the tokenizer the model was trained with`);
     if (command === 'distill') {
-      teacher = loadModel(cfg.model);
+      teacher = loadModel(cfg.model, { dtype });
       convertToFarSkip(teacher, null);
       convertToFarSkip(student, cfg.farskip);
     }
   }
-  const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed, rank, worldSize: ranks });
+  // tensor-parallel ranks share their tokens: the data is split over the dense group (ep × dp)
+  const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed,
+    rank: ctx?.dense.rank ?? 0, worldSize: ctx?.dense.size ?? 1 });
   const heldout = heldOutBatch(ds, cfg);
   const evaluate = async (): Promise<number> => noGrad(async () => {
     const ids = new Tensor(heldout.inputs, [heldout.batch, cfg.seq], { dtype: 'i32' });
@@ -109,8 +112,9 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
     },
     onStep: (m) => {
       if (!lead) return;
-      appendFileSync(metricsFile, JSON.stringify({ command, ranks, ...m, tokens: m.tokens * ranks }) + '\n');
-      progress!.update({ ...m, tokens: m.tokens * ranks });
+      // loss and tokens are already over all ranks (the Trainer averages / sums them over the dense group)
+      appendFileSync(metricsFile, JSON.stringify({ command, ranks, tp: cfg.tp, ep: cfg.ep, ...m }) + '\n');
+      progress!.update(m);
     },
   });
   if (cfg.resume) {
@@ -127,10 +131,9 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
     ds.close();
   }
   const modelDir = join(cfg.out, 'model');
-  if (lead) { // data parallel: every rank holds the same weights
-    saveModel(student, modelDir);
-    await plotMetrics(cfg.out, command);
-  }
+  // tp / ep shards are gathered into one checkpoint (every rank takes part), which rank 0 writes
+  await saveModelFromRanks(student, modelDir, { bf16: cfg.bf16 });
+  if (lead) await plotMetrics(cfg.out, command);
   return { metrics: result.metrics, modelDir, stoppedEarly: result.stoppedEarly };
 }
 

@@ -56,8 +56,14 @@ export const ConfigSchema = z.object({
   patience: z.number().int().positive().optional(),
   minDelta: z.number().min(0).default(0),
   resume: z.boolean().default(false),
-  /** data-parallel ranks (threads backend through the launcher; one core each) */
+  /** ranks in all (threads backend through the launcher; one core each): tp × ep × dp, dp taking the rest */
   ranks: z.number().int().positive().default(1),
+  /** tensor-parallel size: attention heads and shared-expert / dense-MLP columns split across tp ranks */
+  tp: z.number().int().positive().default(1),
+  /** expert-parallel size: routed experts split across ep ranks, tokens exchanged by all-to-all */
+  ep: z.number().int().positive().default(1),
+  /** train in bf16: bf16 weights, activations and gradients (computed in f32), f32 master weights in AdamW */
+  bf16: z.boolean().default(false),
 }).strict();
 
 export type TrainerConfig = z.infer<typeof ConfigSchema>;
@@ -83,6 +89,10 @@ export function loadConfig(file: string | undefined, flags: Record<string, unkno
       throw new Error(`invalid trainer config: 'batchTokens' ${r.data.batchTokens} is not a multiple of seq × accumulation = ${per}`);
     }
     r.data.batch = r.data.batchTokens / per;
+  }
+  if (r.success && r.data.ranks % (r.data.tp * r.data.ep) !== 0) {
+    throw new Error(`invalid trainer config: 'ranks' ${r.data.ranks} is not a multiple of tp × ep = ${r.data.tp * r.data.ep}; ` +
+      'the mesh is tp × ep × dp ranks (e.g. --ranks 4 --tp 2 --ep 2, or --ranks 4 --ep 2 for dp 2)');
   }
   if (!r.success) {
     const msgs = r.error.issues.map((i) => {

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { createThreadsWorld } from '@farskip/collectives';
 import { AdamW } from '@farskip/kernels';
+import { shardLeaf } from '@farskip/layers';
 import { Tensor } from '@farskip/tensor';
 import { clipGradNorm, cosineLr, EarlyStopping, forwardKl, hiddenL2, sftLoss } from '../src/index.js';
 
@@ -253,9 +254,10 @@ describe('clipGradNorm', () => {
       const results = await Promise.all(world.map(async (g) => {
         const rep = new Tensor(new Float32Array(6), [6]).requiresGrad_();
         rep.grad = new Tensor(replicatedGrad.slice(), [6]);
-        const shard = new Tensor(new Float32Array(10), [10]).requiresGrad_();
+        // this rank's half of a [20] parameter, registered as a shard over the group (as the parallel layers do)
+        const shard = shardLeaf(Tensor.zeros([20]), 0, 10 * g.rank, 10 * (g.rank + 1), g);
         shard.grad = new Tensor(shardGrads[g.rank]!.slice(), [10]);
-        const norm = await clipGradNorm([rep, shard], 1, { sharded: new Set([shard]), group: g });
+        const norm = await clipGradNorm([rep, shard], 1);
         return { norm, rep: Float32Array.from(rep.grad.data as Float32Array), shard: Float32Array.from(shard.grad.data as Float32Array) };
       }));
       expect(Math.abs(results[0]!.norm - want)).toBeLessThan(1e-9);

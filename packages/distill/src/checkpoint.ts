@@ -38,6 +38,8 @@ export function saveCheckpoint(root: string, params: [string, Tensor][], optimiz
       const [name, p] = params[i]!;
       moments.set(`m.${name}`, new Tensor(Float32Array.from(st.m), p.shape.slice()));
       moments.set(`v.${name}`, new Tensor(Float32Array.from(st.v), p.shape.slice()));
+      // bf16 parameters: the f32 master weights the updates accumulate in (the bf16 copy alone would lose them)
+      if (st.master) moments.set(`master.${name}`, new Tensor(Float32Array.from(st.master), p.shape.slice()));
     });
     writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { metadata: { stepCount: String(sd.stepCount), lr: String(sd.lr) } });
     writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
@@ -65,16 +67,17 @@ export function loadCheckpoint(dir: string, params: [string, Tensor][], optimize
   try {
     for (const [name, p] of params) {
       if (!model.has(name)) throw new Error(`${dir}: checkpoint lacks parameter '${name}' (was it written by another model or mesh?)`);
-      const t = model.read(name, { as: 'f32' });
+      const t = model.read(name, { as: p.dtype === 'bf16' ? 'bf16' : 'f32' });
       if (t.numel !== p.numel) throw new Error(`${dir}: parameter '${name}' has ${t.numel} elements, the model's has ${p.numel}`);
-      (p.data as Float32Array).set(t.data as Float32Array);
+      (p.data as Float32Array | Uint16Array).set(t.data as Float32Array | Uint16Array);
     }
     const stepCount = Number(opt.metadata.stepCount);
     const lr = Number(opt.metadata.lr);
     optimizer.loadStateDict({
       stepCount, lr,
       params: params.map(([name]) => (opt.has(`m.${name}`)
-        ? { m: opt.read(`m.${name}`).data as Float32Array, v: opt.read(`v.${name}`).data as Float32Array, master: null } : null)),
+        ? { m: opt.read(`m.${name}`).data as Float32Array, v: opt.read(`v.${name}`).data as Float32Array,
+          master: opt.has(`master.${name}`) ? opt.read(`master.${name}`).data as Float32Array : null } : null)),
     });
   } finally {
     model.close();

@@ -5,7 +5,6 @@ export type { KlOptions } from './losses.js';
 export { cosineLr } from './schedule.js';
 export type { CosineSchedule } from './schedule.js';
 export { clipGradNorm } from './clip.js';
-export type { ClipOptions } from './clip.js';
 export { EarlyStopping } from './early-stopping.js';
 export type { EarlyStoppingOptions } from './early-stopping.js';
 export { saveCheckpoint, loadCheckpoint, listCheckpoints, checkpointName } from './checkpoint.js';

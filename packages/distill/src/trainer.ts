@@ -5,11 +5,10 @@
 // Checkpoints every N steps (atomic, last K kept) carry parameters, optimizer moments and the data cursor, so a
 // resumed run reproduces the uninterrupted run's losses exactly. A non-finite loss or gradient norm stops training
 // with an error before the optimizer touches the weights; the last checkpoint stays as it was.
-import type { Communicator } from '@farskip/collectives';
 import { join } from 'node:path';
 import { AdamW, add, scale } from '@farskip/kernels';
-import { GradientBuckets, tracedBackward } from '@farskip/layers';
-import type { ParallelContext, Tracer } from '@farskip/layers';
+import { dataParallel, tracedBackward } from '@farskip/layers';
+import type { DataParallel, ParallelContext, Tracer } from '@farskip/layers';
 import type { CausalLM } from '@farskip/models';
 import { noGrad, Tensor } from '@farskip/tensor';
 import { listCheckpoints, loadCheckpoint, saveCheckpoint, checkpointName } from './checkpoint.js';
@@ -86,8 +85,7 @@ export class Trainer {
   readonly params: [string, Tensor][];
   step = 0;
   readonly early: EarlyStopping | null;
-  private readonly buckets: GradientBuckets[];
-  private readonly expertParams: Set<Tensor>;
+  private readonly dataParallel: DataParallel;
 
   constructor(readonly o: TrainerOptions) {
     const c = o.config;
@@ -102,22 +100,8 @@ export class Trainer {
     this.params = o.student.parameters().filter(([, t]) => t.requiresGrad);
     this.optimizer = new AdamW(this.params.map(([, t]) => t), { lr: c.lr, weightDecay: c.weightDecay ?? 0, betas: c.betas });
     const ctx = o.ctx ?? o.student.ctx;
-    this.expertParams = o.student.stack.expertParameters();
-    const dense = this.params.map(([, t]) => t).filter((t) => !this.expertParams.has(t));
-    const experts = this.params.map(([, t]) => t).filter((t) => this.expertParams.has(t));
-    this.buckets = [
-      new GradientBuckets(dense, ctx.dense, { name: 'dp.dense', tracer: o.tracer }),
-      new GradientBuckets(experts, ctx.dp, { name: 'dp.experts', tracer: o.tracer }),
-    ];
+    this.dataParallel = dataParallel(o.student.stack, ctx, { tracer: o.tracer, params: this.params.map(([, t]) => t) });
     this.early = c.earlyStopping ? new EarlyStopping(c.earlyStopping) : null;
-    if ((c.clip ?? 0) > 0 && ctx.tp.size > 1) {
-      // tensor-parallel shards would each be counted as whole copies: every rank would clip by another factor
-      throw new Error('Trainer: gradient clipping (config.clip) with tensor parallelism (tp > 1) is not supported yet; set clip to 0 or use tp = 1 (ep/dp are fine)');
-    }
-  }
-
-  private get epGroup(): Communicator {
-    return (this.o.ctx ?? this.o.student.ctx).ep;
   }
 
   /** One optimizer step over `accumulation` micro-batches. */
@@ -150,8 +134,8 @@ export class Trainer {
       lossSum += value;
       await tracedBackward(accum > 1 ? scale(loss, 1 / accum) : loss, this.o.tracer);
     }
-    await Promise.all(this.buckets.map((bk) => bk.finish()));
-    const gradNorm = await clipGradNorm(this.params.map(([, t]) => t), c.clip ?? 0, { sharded: this.expertParams, group: this.epGroup });
+    await this.dataParallel.finish();
+    const gradNorm = await clipGradNorm(this.params.map(([, t]) => t), c.clip ?? 0);
     if (!Number.isFinite(gradNorm)) {
       // a finite loss can still back-propagate inf/NaN (overflow); AdamW would write it into every weight and moment
       this.optimizer.zeroGrad();
@@ -163,7 +147,12 @@ export class Trainer {
     this.optimizer.step();
     this.optimizer.zeroGrad();
     this.step++;
-    return { step: this.step, loss: lossSum / accum, lr, gradNorm, tokens: c.batch * c.seq * accum, ms: performance.now() - t0 };
+    // every rank of the dense group (ep × dp) trained on its own tokens: report their mean loss and their total
+    // tokens, the numbers a single-process run of the global batch would show (tp ranks share their tokens)
+    const dense = (this.o.ctx ?? this.o.student.ctx).dense;
+    const loss = new Float64Array([lossSum / accum]);
+    if (dense.size > 1) await dense.allReduce(loss, 'avg').wait();
+    return { step: this.step, loss: loss[0]!, lr, gradNorm, tokens: c.batch * c.seq * accum * dense.size, ms: performance.now() - t0 };
   }
 
   /** Trains to config.steps (or an early stop); resumes from the newest checkpoint when `resume`. */

@@ -177,8 +177,7 @@ describe('GradientBuckets: errors and checks', () => {
 
   it('only f32 leaf parameters that require grad, each listed once', () => {
     const p = Tensor.randn([2]).requiresGrad_();
-    expect(() => new GradientBuckets([Tensor.zeros([2], { dtype: 'bf16' }).requiresGrad_()], solo())).toThrow(/f32 gradients, got a bf16 parameter/);
-    expect(() => new GradientBuckets([Tensor.zeros([2], { dtype: 'f64' }).requiresGrad_()], solo())).toThrow(/f32/);
+    expect(() => new GradientBuckets([Tensor.zeros([2], { dtype: 'f64' }).requiresGrad_()], solo())).toThrow(/f32 or bf16 gradients, got a f64 parameter/);
     expect(() => new GradientBuckets([mul(p, 2)], solo())).toThrow(/must be a leaf that requires grad/);
     expect(() => new GradientBuckets([Tensor.randn([2])], solo())).toThrow(/must be a leaf that requires grad/);
     expect(() => new GradientBuckets([p, p], solo())).toThrow(/listed twice/);

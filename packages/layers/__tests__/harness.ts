@@ -11,7 +11,7 @@
 //   non-expert params: each rank's gradient covers its own shard's tokens, then is AVERAGED over ep·dp
 //                      -> canonical · (ep·dp) = full-batch gradient
 //   expert params:     the all-to-all backward already sums the contributions of every ep rank's tokens, then
-//                      the gradient is averaged over dp -> canonical · dp = full-batch gradient
+//                      the gradient is averaged over dp and divided by ep -> canonical · (ep·dp) as well
 import { createThreadsWorld } from '@farskip/collectives';
 import type { Communicator } from '@farskip/collectives';
 import { Tensor } from '@farskip/tensor';
@@ -235,9 +235,9 @@ export function canonicalGrads(results: RankResult[], form: MoEForm = 'all-to-al
 }
 
 /** The factor that turns a rank's DP-averaged canonical gradient into the full-batch gradient (see header). */
-export function gradScale(name: string, mesh: MeshShape): number {
+export function gradScale(_name: string, mesh: MeshShape): number {
   const ep = mesh.ep ?? 1, dp = mesh.dp ?? 1;
-  return /\.mlp\.experts\./.test(name) ? dp : ep * dp;
+  return ep * dp; // experts too: their buckets divide the ep-summed gradient by ep (training.ts)
 }
 
 /** The 1-rank gradients as plain arrays. */

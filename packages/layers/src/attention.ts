@@ -11,6 +11,7 @@ import { cat, indexSelect, Tensor } from '@farskip/tensor';
 import { copyToGroup } from './comm.js';
 import type { CommEnv } from './comm.js';
 import { ParallelContext, solo } from './context.js';
+import { leaf, shardLeaf } from './shard.js';
 
 export interface AttentionConfig {
   hidden: number;
@@ -114,14 +115,14 @@ export class Attention implements AttentionLike {
     const [k0, k1] = ParallelContext.shard(this.kvHeads, reduceGroup, 'Attention kvHeads');
     this.localHeads = h1 - h0;
     this.localKvHeads = k1 - k0;
-    this.wq = leaf(weights.q.slice(0, h0 * D, h1 * D));
-    this.wk = leaf(weights.k.slice(0, k0 * D, k1 * D));
-    this.wv = leaf(weights.v.slice(0, k0 * D, k1 * D));
-    this.wo = leaf(weights.o.slice(1, h0 * D, h1 * D));
+    this.wq = shardLeaf(weights.q, 0, h0 * D, h1 * D, reduceGroup);
+    this.wk = shardLeaf(weights.k, 0, k0 * D, k1 * D, reduceGroup);
+    this.wv = shardLeaf(weights.v, 0, k0 * D, k1 * D, reduceGroup);
+    this.wo = shardLeaf(weights.o, 1, h0 * D, h1 * D, reduceGroup);
     const bias = (name: string, t: Tensor | undefined, n: number, a: number, b: number): Tensor | null => {
       if (!t) return null;
       expectShape(name, t, [n * D]);
-      return leaf(t.slice(0, a * D, b * D));
+      return shardLeaf(t, 0, a * D, b * D, reduceGroup);
     };
     this.bq = bias('qBias', weights.qBias, this.heads, h0, h1);
     this.bk = bias('kBias', weights.kBias, this.kvHeads, k0, k1);
@@ -153,7 +154,14 @@ export class Attention implements AttentionLike {
     if (norm === 'full') { q = rmsNorm(q, this.qNorm!, eps); k = rmsNorm(k, this.kNorm!, eps); }
     q = q.reshape(B, T, this.localHeads, D);
     k = k.reshape(B, T, this.localKvHeads, D);
-    if (norm === 'head') { q = rmsNorm(q, this.qNorm!, eps); k = rmsNorm(k, this.kNorm!, eps); }
+    if (norm === 'head') {
+      // one [D] weight for every head, but this rank normalises only its heads: its gradient is a partial sum,
+      // completed over the tensor-parallel group in backward (copyToGroup: identity forward, all-reduce backward)
+      const qn = this.reduceGroup.size > 1 ? copyToGroup(this.qNorm!, this.reduceGroup, env, 'attention.qNorm.copyToTP') : this.qNorm!;
+      const kn = this.reduceGroup.size > 1 ? copyToGroup(this.kNorm!, this.reduceGroup, env, 'attention.kNorm.copyToTP') : this.kNorm!;
+      q = rmsNorm(q, qn, eps);
+      k = rmsNorm(k, kn, eps);
+    }
     if (c.rope ?? true) {
       const opts = { theta: c.ropeTheta ?? 10000, rotaryDim: c.rotaryDim ?? D };
       if (c.ropeStyle === 'interleaved') { q = deinterleave(q, opts.rotaryDim); k = deinterleave(k, opts.rotaryDim); }
@@ -211,11 +219,6 @@ export class Attention implements AttentionLike {
     if (this.kNorm) p.push(['k_norm.weight', this.kNorm]);
     return p;
   }
-}
-
-/** A trainable copy of `t` (its own storage, a leaf). */
-export function leaf(t: Tensor): Tensor {
-  return t.detach().clone().requiresGrad_();
 }
 
 export function expectShape(name: string, t: Tensor, shape: number[]): void {

@@ -16,6 +16,12 @@ export interface GradientBucketsOptions {
   /** a name for trace spans and errors */
   name?: string;
   tracer?: Tracer;
+  /**
+   * multiplies the averaged gradients (default 1). Expert parameters take 1/ep: the all-to-all backward has
+   * already summed the gradients of every ep rank's tokens, so averaging over dp alone would leave them ep times
+   * the gradient of the global mean loss that the dense parameters get.
+   */
+  postScale?: number;
 }
 
 interface Bucket {
@@ -54,7 +60,7 @@ export class GradientBuckets {
     };
     for (const p of [...params].reverse()) {
       if (!p.requiresGrad || !p.isLeaf) throw new Error(`${this.name}: every parameter must be a leaf that requires grad (got shape [${p.shape.join(', ')}])`);
-      if (p.dtype !== 'f32') throw new Error(`${this.name}: gradient buckets hold f32 gradients, got a ${p.dtype} parameter; keep f32 master weights`);
+      if (p.dtype !== 'f32' && p.dtype !== 'bf16') throw new Error(`${this.name}: gradient buckets average f32 or bf16 gradients, got a ${p.dtype} parameter`);
       if (this.bucketOf.has(p)) throw new Error(`${this.name}: a parameter is listed twice`);
       cur.push(p);
       this.bucketOf.set(p, null as never);
@@ -89,7 +95,8 @@ export class GradientBuckets {
 
   private launch(b: Bucket): void {
     b.params.forEach((p, i) => {
-      if (p.grad) b.flat.set(p.grad.data as Float32Array, b.offsets[i]);
+      // bf16 gradients (bf16 training) are averaged in f32 and rounded once, after the reduction
+      if (p.grad) b.flat.set((p.grad.dtype === 'f32' ? p.grad.data : p.grad.detach().to('f32').data) as Float32Array, b.offsets[i]);
       else b.flat.fill(0, b.offsets[i], b.offsets[i]! + p.numel);
     });
     b.work = this.group.allReduce(b.flat, 'avg');
@@ -98,7 +105,11 @@ export class GradientBuckets {
 
   /** Launches the buckets not yet launched, waits for all, writes the averages into .grad; resets for the next step. */
   async finish(): Promise<void> {
-    if (this.group.size === 1) return this.reset();
+    if (this.group.size === 1) {
+      const c = this.options.postScale ?? 1;
+      if (c !== 1) for (const b of this.buckets) for (const p of b.params) if (p.grad) p.grad = scaleGrad(p.grad, c);
+      return this.reset();
+    }
     // what happens here belongs to the backward pass (buckets of parameters that got no gradient, the waits)
     const tracer = this.options.tracer;
     const phase = tracer?.phase;
@@ -116,8 +127,10 @@ export class GradientBuckets {
       if (b.handle) await b.handle.wait();
       else await b.work!.wait();
       b.params.forEach((p, i) => {
-        const avg = b.flat.slice(b.offsets[i], b.offsets[i]! + p.numel);
-        p.grad = new Tensor(avg, p.shape.slice());
+        const avg = new Tensor(b.flat.slice(b.offsets[i], b.offsets[i]! + p.numel), p.shape.slice());
+        const c = this.options.postScale ?? 1;
+        if (c !== 1) for (let k = 0; k < avg.numel; k++) (avg.data as Float32Array)[k]! *= c;
+        p.grad = p.dtype === 'bf16' ? avg.to('bf16').detach() : avg;
       });
     }
     this.reset();
@@ -134,4 +147,12 @@ export class GradientBuckets {
     for (const h of this.hooks) h.remove();
     this.hooks.length = 0;
   }
+}
+
+/** g · c as a new gradient of g's dtype */
+function scaleGrad(g: Tensor, c: number): Tensor {
+  const f = (g.dtype === 'f32' ? g.detach().clone() : g.detach().to('f32')).data as Float32Array;
+  for (let k = 0; k < f.length; k++) f[k]! *= c;
+  const t = new Tensor(f, g.shape.slice());
+  return g.dtype === 'f32' ? t : t.to(g.dtype).detach();
 }

@@ -5,6 +5,8 @@ export type { MeshShape } from './context.js';
 export { allToAllTensor, allReduceTensor, copyToGroup, issued, resolved } from './comm.js';
 export type { CommEnv, Pending, Schedule } from './comm.js';
 export { ColumnParallelLinear, RowParallelLinear } from './linear.js';
+export { gatherShard, leaf, shardLeaf, shardOf } from './shard.js';
+export type { Shard } from './shard.js';
 export { Attention, deinterleave } from './attention.js';
 export type { AttentionConfig, AttentionLike, AttentionState, AttentionWeights } from './attention.js';
 export { SwiGluMlp } from './mlp.js';

@@ -9,7 +9,8 @@
 import type { Communicator, HostBuffer } from '@farskip/collectives';
 import { linear } from '@farskip/kernels';
 import { Tensor, recordOp } from '@farskip/tensor';
-import { expectShape, leaf } from './attention.js';
+import { expectShape } from './attention.js';
+import { shardLeaf } from './shard.js';
 import { allReduceTensor, copyToGroup } from './comm.js';
 import type { CommEnv, Pending } from './comm.js';
 import { ParallelContext } from './context.js';
@@ -22,7 +23,7 @@ export class ColumnParallelLinear {
     if (full.ndim !== 2) throw new Error(`ColumnParallelLinear: weight must be [out, in], got [${full.shape.join(', ')}]`);
     const [o0, o1] = ParallelContext.shard(full.shape[0]!, group, 'ColumnParallelLinear output features');
     this.outLocal = o1 - o0;
-    this.weight = leaf(full.slice(0, o0, o1));
+    this.weight = shardLeaf(full, 0, o0, o1, group);
   }
 
   /** x [..., in] -> [..., out/tp] (or [..., out] with gatherOutput). */
@@ -40,7 +41,7 @@ export class RowParallelLinear {
     if (full.ndim !== 2) throw new Error(`RowParallelLinear: weight must be [out, in], got [${full.shape.join(', ')}]`);
     const [i0, i1] = ParallelContext.shard(full.shape[1]!, group, 'RowParallelLinear input features');
     this.inLocal = i1 - i0;
-    this.weight = leaf(full.slice(1, i0, i1));
+    this.weight = shardLeaf(full, 1, i0, i1, group);
     expectShape('RowParallelLinear shard', this.weight, [full.shape[0]!, this.inLocal]);
   }
 

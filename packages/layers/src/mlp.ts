@@ -5,7 +5,8 @@
 import type { Communicator } from '@farskip/collectives';
 import { linear, mul, sigmoid, swiglu } from '@farskip/kernels';
 import type { Tensor } from '@farskip/tensor';
-import { expectShape, leaf } from './attention.js';
+import { expectShape } from './attention.js';
+import { leaf, shardLeaf } from './shard.js';
 import { copyToGroup } from './comm.js';
 import type { CommEnv } from './comm.js';
 import { ParallelContext, solo } from './context.js';
@@ -42,9 +43,9 @@ export class SwiGluMlp implements MlpLike {
     expectShape('down', weights.down, [hidden, inter]);
     if (weights.outputGate) expectShape('outputGate', weights.outputGate, [1, hidden]);
     const [c0, c1] = ParallelContext.shard(inter, reduceGroup, 'SwiGluMlp intermediate size');
-    this.wGate = leaf(weights.gate.slice(0, c0, c1));
-    this.wUp = leaf(weights.up.slice(0, c0, c1));
-    this.wDown = leaf(weights.down.slice(1, c0, c1));
+    this.wGate = shardLeaf(weights.gate, 0, c0, c1, reduceGroup);
+    this.wUp = shardLeaf(weights.up, 0, c0, c1, reduceGroup);
+    this.wDown = shardLeaf(weights.down, 1, c0, c1, reduceGroup);
     // the output gate multiplies the reduced output; applied on every rank's partial it distributes over the sum
     this.wOutGate = weights.outputGate ? leaf(weights.outputGate) : null;
   }
@@ -52,7 +53,12 @@ export class SwiGluMlp implements MlpLike {
   forward(x: Tensor, env: CommEnv): Tensor {
     const xin = copyToGroup(x, this.reduceGroup, env, 'mlp.copyToTP');
     let y = linear(swiglu(linear(xin, this.wGate), linear(xin, this.wUp)), this.wDown);
-    if (this.wOutGate) y = mul(y, sigmoid(linear(x, this.wOutGate)));
+    if (this.wOutGate) {
+      // the gate multiplies this rank's partial output, so the gate weight's gradient is partial too: completed
+      // over the group in backward
+      const g = this.reduceGroup.size > 1 ? copyToGroup(this.wOutGate, this.reduceGroup, env, 'mlp.outGate.copyToTP') : this.wOutGate;
+      y = mul(y, sigmoid(linear(x, g)));
+    }
     return y;
   }
 

@@ -14,7 +14,8 @@
 import type { Communicator } from '@farskip/collectives';
 import { groupedMatmul, mul, swiglu } from '@farskip/kernels';
 import { indexAdd, indexSelect, Tensor } from '@farskip/tensor';
-import { expectShape, leaf } from './attention.js';
+import { expectShape } from './attention.js';
+import { shardLeaf } from './shard.js';
 import { allReduceTensor, allToAllTensor, copyToGroup, issued } from './comm.js';
 import { resolved } from './comm.js';
 import type { CommEnv, Pending } from './comm.js';
@@ -105,9 +106,9 @@ export class MoE implements MoELike {
     const [e0, e1] = ParallelContext.shard(E, this.group, 'MoE experts');
     this.firstExpert = e0;
     this.localExperts = e1 - e0;
-    this.w1 = leaf(weights.experts.gate.slice(0, e0, e1));
-    this.w3 = leaf(weights.experts.up.slice(0, e0, e1));
-    this.w2 = leaf(weights.experts.down.slice(0, e0, e1));
+    this.w1 = shardLeaf(weights.experts.gate, 0, e0, e1, this.group);
+    this.w3 = shardLeaf(weights.experts.up, 0, e0, e1, this.group);
+    this.w2 = shardLeaf(weights.experts.down, 0, e0, e1, this.group);
     this.shared = weights.shared ? new SwiGluMlp(hidden, weights.shared, options.sharedGroup ?? solo()) : null;
   }
 

@@ -4,7 +4,8 @@
 // chosen experts' scores (differentiable), optionally renormalised to sum to 1, times routedScaling.
 import { allocate, gather, Tensor, recordOp } from '@farskip/tensor';
 import { linear, scale, sigmoid, softmax } from '@farskip/kernels';
-import { expectShape, leaf } from './attention.js';
+import { expectShape } from './attention.js';
+import { leaf } from './shard.js';
 
 export interface RouterConfig {
   numExperts: number;
@@ -64,7 +65,10 @@ export class Router {
   route(u: Tensor): Routing {
     const { numExperts: E, topK: k } = this.config;
     const N = u.shape[0]!;
-    const logits = linear(u, this.weight);
+    // bf16 models route in f32 (as Megatron's moe_router_dtype=fp32): top-k choices on rounded scores would
+    // tie and flip between near-equal experts; the gates go back to the activations' dtype
+    const f32 = u.dtype === 'bf16';
+    const logits = f32 ? linear(u.to('f32'), this.weight.to('f32')) : linear(u, this.weight);
     const scores = this.config.scoring === 'sigmoid' ? sigmoid(logits) : softmax(logits, -1);
     const experts = this.choose(scores.data as Float32Array, N);
     const counts = new Int32Array(E);
@@ -73,6 +77,7 @@ export class Router {
     if (this.config.renormalize) weights = normalizeRows(weights);
     const s = this.config.routedScaling ?? 1;
     if (s !== 1) weights = scale(weights, s);
+    if (f32) weights = weights.to('bf16');
     return { experts, weights, counts };
   }
 

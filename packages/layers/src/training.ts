@@ -27,13 +27,19 @@ export interface DataParallel {
   remove(): void;
 }
 
-/** Gradient buckets for a stack on `ctx`: dense parameters over ctx.dense, expert parameters over ctx.dp. */
-export function dataParallel(stack: FarSkipStack, ctx: ParallelContext, options: GradientBucketsOptions = {}): DataParallel {
+/**
+ * Gradient buckets for a stack on `ctx`: dense parameters averaged over ctx.dense (ep × dp), expert parameters
+ * over ctx.dp and divided by ep, so that with each rank's loss the mean over its own tokens every gradient is
+ * that of the mean over all ranks' tokens. `params`: the parameters to bucket (default the stack's; a model adds
+ * its embeddings and LM head, and leaves out frozen ones).
+ */
+export function dataParallel(stack: FarSkipStack, ctx: ParallelContext, options: GradientBucketsOptions & { params?: Tensor[] } = {}): DataParallel {
   const experts = stack.expertParameters();
-  const all = stack.parameters().map(([, t]) => t);
+  const { params, ...bucketOptions } = options;
+  const all = params ?? stack.parameters().map(([, t]) => t);
   const buckets = [
-    new GradientBuckets(all.filter((t) => !experts.has(t)), ctx.dense, { ...options, name: 'dp.dense' }),
-    new GradientBuckets(all.filter((t) => experts.has(t)), ctx.dp, { ...options, name: 'dp.experts' }),
+    new GradientBuckets(all.filter((t) => !experts.has(t)), ctx.dense, { ...bucketOptions, name: 'dp.dense' }),
+    new GradientBuckets(all.filter((t) => experts.has(t)), ctx.dp, { ...bucketOptions, name: 'dp.experts', postScale: 1 / ctx.mesh.ep }),
   ];
   return {
     buckets,

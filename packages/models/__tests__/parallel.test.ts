@@ -112,9 +112,33 @@ describe('tensor parallelism, TP = 2 (same tokens on both ranks) and the all-red
     await onMesh({ tp: 2 }, async (ctx) => {
       expect(() => loadModel(dir('deepseek_v2_lite'), { ctx })).toThrow(/MLA attention \(DeepSeek\) does not support tensor parallelism/);
       expect(() => loadModel(dir('olmoe'), { ctx })).toThrow(/qkNorm 'full' .* cannot be split by tensor parallelism/);
-      expect(() => loadModel(dir('mixtral'), { ctx }).stateDict()).toThrow(/sharded over tp\/ep; gather it on one rank/);
+      expect(() => loadModel(dir('mixtral'), { ctx }).stateDict()).toThrow(/sharded over tp\/ep; use gatherStateDict\(\)/);
     });
   });
+});
+
+describe('gatherStateDict: a sharded model gathers back to the checkpoint', () => {
+  // tp splits heads, columns and rows (dims 0 and 1); ep splits experts (per-expert names differ between ranks);
+  // llama4's fused expert tensors are rebuilt from gathered experts
+  const cases: [string, MeshShape][] = [['qwen2_moe', { tp: 2 }], ['mixtral', { ep: 2 }], ['llama4', { ep: 2 }], ['qwen3_moe', { tp: 2 }]];
+  for (const [family, mesh] of cases) {
+    it(`${family} on ${JSON.stringify(mesh)}: every rank gets stateDict() of the single-rank model, bit for bit`, async () => {
+      const want = loadModel(dir(family)).stateDict();
+      const got = await onMesh(mesh, async (ctx) => {
+        const m = loadModel(dir(family), { ctx });
+        expect(m.sharded).toBe(true);
+        return m.gatherStateDict();
+      });
+      for (const sd of got) {
+        expect([...sd.keys()].sort()).toEqual([...want.keys()].sort());
+        for (const [k, t] of want) {
+          expect(sd.get(k)!.shape, k).toEqual(t.shape);
+          const a = sd.get(k)!.toArray() as number[], b = t.toArray() as number[];
+          expect(a.every((v, i) => Object.is(v, b[i])), k).toBe(true);
+        }
+      }
+    });
+  }
 });
 
 describe('generation on a mesh (ranks in lockstep: same prompt lengths, no stop tokens)', () => {

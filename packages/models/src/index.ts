@@ -12,5 +12,6 @@ export type { SafetensorsDType, SafetensorsHeader, TensorEntry, ReadAs, ReadOpti
 export { generate, sample } from './generate.js';
 export type { GenerateOptions, GenerateResult, SamplingOptions } from './generate.js';
 export { convertToFarSkip, configWithFarSkip } from './convert.js';
-export { loadModel, saveModel } from './io.js';
+export { loadModel, saveModel, saveModelFromRanks } from './io.js';
+export type { SaveOptions } from './io.js';
 export * from './tokenizer/index.js';

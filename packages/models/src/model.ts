@@ -2,7 +2,7 @@
 // that the same weights run with the original or the FarSkip connectivity, on one rank or on a TP/EP mesh.
 //   logits = lm_head(FinalNorm(stack(embed(ids))))
 import { embedding, linear } from '@farskip/kernels';
-import { Attention, FarSkipStack, MoE, ParallelContext, SwiGluMlp } from '@farskip/layers';
+import { Attention, FarSkipStack, gatherShard, MoE, ParallelContext, shardOf, SwiGluMlp } from '@farskip/layers';
 import type { BlockModules, FarSkipOptions, MoEForm, Schedule, Tracer } from '@farskip/layers';
 import { Tensor } from '@farskip/tensor';
 import type { LayerSpec, ModelSpec } from './config.js';
@@ -14,6 +14,11 @@ export interface LoadOptions {
   ctx?: ParallelContext;
   /** 'all-to-all' (training, EP) or 'all-reduce' (inference with experts split over tp) */
   form?: MoEForm;
+  /**
+   * Parameter dtype. 'bf16': bf16 weights, activations and gradients (every op computes in f32 and rounds its
+   * result; the router scores in f32), and AdamW keeps f32 master weights — Megatron's --bf16 recipe. Default f32.
+   */
+  dtype?: 'f32' | 'bf16';
 }
 
 export interface ForwardOptions {
@@ -25,8 +30,11 @@ export interface ForwardOptions {
   farskip?: FarSkipOptions | null;
 }
 
-/** HF-named tensors of the current parameters, in the checkpoint's layout. */
-type Exporter = () => [string, Tensor][];
+/**
+ * HF-named tensors of the current parameters, in the checkpoint's layout. `full` maps a parameter to the tensor
+ * to export: itself, or (gatherStateDict) the whole tensor gathered from its tensor/expert-parallel shards.
+ */
+type Exporter = (full: (t: Tensor) => Tensor) => [string, Tensor][];
 
 export class CausalLM {
   /** FarSkip options the model runs with by default (from config.json 'farskip', or set by convertToFarSkip) */
@@ -48,7 +56,7 @@ export class CausalLM {
   static fromSource(spec: ModelSpec, source: TensorSource, options: LoadOptions = {}, where = 'checkpoint', init?: Initializer): CausalLM {
     const ctx = options.ctx ?? ParallelContext.single();
     const form = options.form ?? 'all-to-all';
-    const r = new WeightReader(source, where, init);
+    const r = new WeightReader(source, where, init, options.dtype ?? 'f32');
     const { hidden: Hd, vocabSize: V } = spec;
     const exporters: Exporter[] = [];
     const lf = (t: Tensor): Tensor => t.detach().clone().requiresGrad_();
@@ -59,7 +67,7 @@ export class CausalLM {
       const L = `model.layers.${i}`;
       const ls = spec.layerSpecs[i]!;
       const attention = buildAttention(spec, r, i, ctx, ls);
-      exporters.push(() => attention.parameters().map(([n, t]) => [`${L}.self_attn.${n}`, t]));
+      exporters.push((full) => attention.parameters().map(([n, t]) => [`${L}.self_attn.${n}`, full(t)]));
       const inputNorm = lf(r.take(`${L}.input_layernorm.weight`, [Hd]));
       const postAttentionNorm = lf(r.take(`${L}.post_attention_layernorm.weight`, [Hd]));
       exporters.push(() => [[`${L}.input_layernorm.weight`, inputNorm], [`${L}.post_attention_layernorm.weight`, postAttentionNorm]]);
@@ -70,11 +78,11 @@ export class CausalLM {
         const d = names.dense;
         mlp = new SwiGluMlp(Hd, { gate: r.take(`${d}.gate_proj.weight`, [I, Hd]), up: r.take(`${d}.up_proj.weight`, [I, Hd]), down: r.take(`${d}.down_proj.weight`, [Hd, I]) }, ctx.tp);
         const m = mlp;
-        exporters.push(() => exportMlp(d, m));
+        exporters.push((full) => exportMlp(d, m, full));
       } else {
         mlp = buildMoE(spec, r, i, ctx, form);
         const m = mlp;
-        exporters.push(() => exportMoE(spec, i, m, ctx));
+        exporters.push((full) => exportMoE(spec, i, m, full));
       }
       blocks.push({ inputNorm, postAttentionNorm, attention, mlp, eps: spec.rmsEps });
     }
@@ -145,9 +153,23 @@ export class CausalLM {
 
   /** The tensors of a Hugging Face checkpoint of this model (needs an unsharded model). */
   stateDict(): Map<string, Tensor> {
-    const sharded = this.ctx.mesh.tp > 1 || this.ctx.mesh.ep > 1;
-    if (sharded) throw new Error('stateDict: the model is sharded over tp/ep; gather it on one rank (load it with ParallelContext.single()) to save');
-    return new Map(this.exporters.flatMap((e) => e()).map(([n, t]) => [n, t.detach()]));
+    if (this.sharded) throw new Error('stateDict: the model is sharded over tp/ep; use gatherStateDict() (every rank calls it) or saveModel, which gathers');
+    return new Map(this.exporters.flatMap((e) => e((t) => t)).map(([n, t]) => [n, t.detach()]));
+  }
+
+  /** true when tensor or expert parallelism split the weights across ranks */
+  get sharded(): boolean {
+    return this.ctx.mesh.tp > 1 || this.ctx.mesh.ep > 1;
+  }
+
+  /**
+   * The whole model's checkpoint tensors on every rank, gathered from the tensor- and expert-parallel shards
+   * (a collective: every rank of the world calls it). Equal to stateDict() of the same model on one rank.
+   */
+  async gatherStateDict(): Promise<Map<string, Tensor>> {
+    const full = new Map<Tensor, Tensor>();
+    for (const [, t] of this.parameters()) if (shardOf(t)) full.set(t, await gatherShard(t));
+    return new Map(this.exporters.flatMap((e) => e((t) => full.get(t) ?? t)).map(([n, t]) => [n, t.detach()]));
   }
 }
 
@@ -213,28 +235,30 @@ function buildMoE(spec: ModelSpec, r: WeightReader, i: number, ctx: ParallelCont
   { router, experts: { gate, up, down }, shared }, { expertGroup: form === 'all-reduce' ? ctx.tp : ctx.ep, sharedGroup: ctx.tp, form });
 }
 
-function exportMlp(prefix: string, m: SwiGluMlp): [string, Tensor][] {
-  return [[`${prefix}.gate_proj.weight`, m.wGate], [`${prefix}.up_proj.weight`, m.wUp], [`${prefix}.down_proj.weight`, m.wDown]];
+function exportMlp(prefix: string, m: SwiGluMlp, full: (t: Tensor) => Tensor): [string, Tensor][] {
+  return [[`${prefix}.gate_proj.weight`, full(m.wGate)], [`${prefix}.up_proj.weight`, full(m.wUp)], [`${prefix}.down_proj.weight`, full(m.wDown)]];
 }
 
-function exportMoE(spec: ModelSpec, i: number, m: MoE, ctx: ParallelContext): [string, Tensor][] {
+function exportMoE(spec: ModelSpec, i: number, m: MoE, full: (t: Tensor) => Tensor): [string, Tensor][] {
   const n = moeNames(spec, i);
+  // this rank's experts [E/ep, ...] numbered from firstExpert, or all of them once gathered
+  const w1 = full(m.w1), w3 = full(m.w3), w2 = full(m.w2);
+  const e0 = w1 === m.w1 ? m.firstExpert : 0, E = w1.shape[0]!;
   const out: [string, Tensor][] = [[n.router, m.router.weight]];
   if (m.router.bias) out.push([n.bias, new Tensor(Float32Array.from(m.router.bias), [m.router.bias.length])]);
   if (n.fused) {
-    const gu = new Tensor(new Float32Array(m.w1.numel * 2), [m.localExperts, spec.hidden, 2 * spec.moe.expertHidden]);
+    const gu = new Tensor(new Float32Array(w1.numel * 2), [E, spec.hidden, 2 * spec.moe.expertHidden]);
     // rebuilt lazily in the checkpoint layout; the trainable tensors stay the stacked [E, out, in] ones
-    out.push([n.fused.gateUp, fuseGateUp(m.w1, m.w3, gu)], [n.fused.down, m.w2.detach().transpose(1, 2).detach().clone()]);
+    out.push([n.fused.gateUp, fuseGateUp(w1, w3, gu)], [n.fused.down, w2.detach().transpose(1, 2).detach().clone()]);
   } else {
-    const e0 = ctx.mesh.ep > 1 ? m.firstExpert : 0;
-    for (let e = 0; e < m.localExperts; e++) {
-      out.push([n.expert(e0 + e, 'gate'), m.w1.slice(0, e, e + 1).reshape(m.w1.shape[1]!, m.w1.shape[2]!)]);
-      out.push([n.expert(e0 + e, 'up'), m.w3.slice(0, e, e + 1).reshape(m.w3.shape[1]!, m.w3.shape[2]!)]);
-      out.push([n.expert(e0 + e, 'down'), m.w2.slice(0, e, e + 1).reshape(m.w2.shape[1]!, m.w2.shape[2]!)]);
+    for (let e = 0; e < E; e++) {
+      out.push([n.expert(e0 + e, 'gate'), w1.slice(0, e, e + 1).reshape(w1.shape[1]!, w1.shape[2]!)]);
+      out.push([n.expert(e0 + e, 'up'), w3.slice(0, e, e + 1).reshape(w3.shape[1]!, w3.shape[2]!)]);
+      out.push([n.expert(e0 + e, 'down'), w2.slice(0, e, e + 1).reshape(w2.shape[1]!, w2.shape[2]!)]);
     }
   }
   if (m.shared && n.shared) {
-    out.push([`${n.shared}.gate_proj.weight`, m.shared.wGate], [`${n.shared}.up_proj.weight`, m.shared.wUp], [`${n.shared}.down_proj.weight`, m.shared.wDown]);
+    out.push(...exportMlp(n.shared, m.shared, full));
     if (m.shared.wOutGate && n.sharedGate) out.push([n.sharedGate, m.shared.wOutGate]);
   }
   return out;

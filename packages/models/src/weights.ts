@@ -17,7 +17,9 @@ export type Initializer = (name: string, shape: number[]) => Tensor;
 export class WeightReader {
   private readonly used = new Set<string>();
   private readonly keySet: Set<string>;
-  constructor(private readonly src: TensorSource, private readonly where: string, private readonly init?: Initializer) {
+  /** `dtype`: what every tensor is returned as (the parameters' dtype: f32, or bf16 for bf16 training) */
+  constructor(private readonly src: TensorSource, private readonly where: string, private readonly init?: Initializer,
+    private readonly dtype: 'f32' | 'bf16' = 'f32') {
     this.keySet = new Set(src.keys());
   }
 
@@ -26,14 +28,18 @@ export class WeightReader {
   }
 
   take(name: string, shape?: number[]): Tensor {
-    if (!this.has(name) && this.init && shape) return this.init(name, shape);
+    if (!this.has(name) && this.init && shape) return this.as(this.init(name, shape));
     if (!this.has(name)) throw new Error(`${this.where}: missing tensor '${name}'${shape ? ` [${shape.join(', ')}]` : ''}`);
     const t = this.src.get(name);
     if (shape && (t.ndim !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
       throw new Error(`${this.where}: tensor '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     }
     this.used.add(name);
-    return t.dtype === 'f32' ? t : t.to('f32');
+    return this.as(t);
+  }
+
+  private as(t: Tensor): Tensor {
+    return t.dtype === this.dtype ? t : t.to(this.dtype);
   }
 
   /** Errors on tensors never taken (optionally ignoring some patterns, e.g. rotary inv_freq buffers). */
