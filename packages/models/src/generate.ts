@@ -37,6 +37,7 @@ export interface GenerateResult {
 export async function generate(model: CausalLM, prompts: number[][], options: GenerateOptions & { returnLogits?: boolean }): Promise<GenerateResult> {
   if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0) throw new Error(`generate: maxNewTokens ${options.maxNewTokens} must be a non-negative integer`);
   prompts.forEach((p, i) => { if (p.length === 0) throw new Error(`generate: prompt ${i} is empty; give at least one token (e.g. BOS)`); });
+  if (model.embed.dtype !== 'f32') throw new Error(`generate: the model's parameters are ${model.embed.dtype}; the KV cache is f32 — load the model for generation with dtype 'f32' (the default)`);
   const result: GenerateResult = { tokens: prompts.map(() => []), finishReason: prompts.map(() => 'length'), logits: options.returnLogits ? prompts.map(() => []) : undefined };
   const rng = new Random(options.seed ?? 0);
   const byLength = new Map<number, number[]>();
