@@ -128,8 +128,8 @@ static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
 /* Decode (one query per sequence, Tq = 1): a task is a whole sequence b, every head. The cache row of key t,
  * K[b, t, :, :], is Hkv·D contiguous floats, so the task streams the cache in order; the per-(b, kv head) tiles
  * above read a 128-byte head slice out of every 1 KiB row instead, which after the expert weights have flushed
- * the caches is a strided walk through DRAM (measured ~4x slower at 8 heads). All keys are visible (causal
- * with Tq = 1 sees the whole cache). */
+ * the caches is a strided walk through DRAM (moe-train decode profile, 1 thread: attn.B 1.21 -> 0.87 ms per
+ * step over 4 layers, o_proj included). All keys are visible (causal with Tq = 1 sees the whole cache). */
 static inline float att_dot(const float *a, const float *b, int64_t n) {
   float p[16] = {0}, x = 0.0f;
   int64_t d = 0;

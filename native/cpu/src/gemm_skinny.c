@@ -1,13 +1,15 @@
 /* gemm_skinny.c: C[M, N] = alpha * A[M, K] @ B[N, K]^T + beta * C for a few rows (M <= FS_SKINNY_M): decode.
  *
- * Why: a decode step multiplies 1-16 token rows by every weight matrix (nn.Linear's x @ W^T, W stored [out, in]).
- * The packed and small paths transpose W into a panel buffer first: for [8, 256] x [512, 256]^T that packing
- * costs ~40 us of a 48 us call with W in L2, and from DRAM the call reaches ~5 GB/s of the ~19 GB/s one core
- * streams. Here W is read once, in place, row by row (dot-product form): the time is the W stream.
+ * Why: a decode step multiplies a few token rows by every weight matrix (nn.Linear's x @ W^T, W stored
+ * [out, in]), and each weight element is used M times only: the time is reading W. The small and packed paths
+ * transpose W into a panel buffer first (read W, write the panel, read it again); here W is read once, in place.
+ * Effect, in packages/models/bench (moe-train, decode step profile, same run as PyTorch): the decode step of the
+ * reference MoE went from 12.0 to ~6-7 ms on 1 thread, most of it in the expert GEMMs this path now serves.
  *
- * Tile: 4 rows of C x 4 columns of C (= 4 rows of W); per 16 k: 4 W loads + 4 A loads + 16 FMAs into 16 zmm
- * accumulators, then a hadd tree turns the 16 accumulators into the 16 dot products. M > 4 runs the next 4 A
- * rows against the same 4 W rows while they are in L1. Threads split N (contiguous W row ranges = bandwidth). */
+ * Order: one W row after another (dot-product form), so memory sees one sequential stream; per 16 k of a W row,
+ * 1 W load, MR A loads (L1) and MR FMAs into that row's accumulators. A tile is 4 rows of C x 4 W rows; a hadd tree
+ * turns the 16 accumulators into the 16 sums. M > 4 runs the next 4 A rows against the same 4 W rows while they
+ * are in L1. Software prefetch runs SK_PF W rows ahead. Threads split N (contiguous W row ranges). */
 #include "gemm.h"
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -15,10 +17,7 @@
 
 #define SK_NB 4 /* columns of C (rows of W) per tile */
 #define SK_MB 4 /* rows of C per tile */
-#ifndef SK_PF
 #define SK_PF 4 /* prefetch distance in W rows */
-#define SK_SEQ 1
-#endif
 
 /* dot products of rows a[0..mr) (stride lda) with rows b[0..nr) (stride ldb), length K, into s[i][j] */
 #if defined(__AVX512F__)
@@ -31,12 +30,8 @@ static inline __attribute__((always_inline)) void dots_mr(const int MR, int nr, 
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
     for (int j = 0; j < SK_NB; j++) acc[i][j] = _mm512_setzero_ps();
-  /* the next tile's W rows follow these ones in memory (W is [N, K] row-major): prefetch them SK_NB rows ahead,
-   * one line per W row per 16 k, so DRAM streams while this tile computes */
+  /* the W rows that follow these ones in memory (W is [N, K] row-major), one line per 16 k */
   const float *pf = b + SK_PF * ldb;
-#ifdef SK_SEQ
-  /* one W row after another: a single sequential stream (this VM's memory reaches ~19 GB/s on one stream and
-   * ~9-12 GB/s on 4 interleaved ones); A rows are re-read from L1 for every W row */
 #pragma GCC unroll 4
   for (int j = 0; j < SK_NB; j++) {
     if (j >= nr) break;
@@ -48,23 +43,6 @@ static inline __attribute__((always_inline)) void dots_mr(const int MR, int nr, 
       for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i * lda + k), bv, acc[i][j]);
     }
   }
-#else
-  for (int64_t k = 0; k < K; k += 16) {
-    __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-    __m512 bv[SK_NB];
-#pragma GCC unroll 4
-    for (int j = 0; j < SK_NB; j++) {
-      _mm_prefetch((const char *)(pf + j * ldb + k), _MM_HINT_T0);
-      bv[j] = j < nr ? _mm512_maskz_loadu_ps(m, b + j * ldb + k) : _mm512_setzero_ps();
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++) {
-      __m512 av = _mm512_maskz_loadu_ps(m, a + i * lda + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < SK_NB; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
-  }
-#endif
   /* 4 accumulators of a row -> 4 sums: fold 512 -> 256 bits, then two rounds of hadd and a 128-bit fold */
 #pragma GCC unroll 4
   for (int i = 0; i < MR; i++) {

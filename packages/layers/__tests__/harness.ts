@@ -235,9 +235,8 @@ export function canonicalGrads(results: RankResult[], form: MoEForm = 'all-to-al
 }
 
 /** The factor that turns a rank's DP-averaged canonical gradient into the full-batch gradient (see header). */
-export function gradScale(_name: string, mesh: MeshShape): number {
-  const ep = mesh.ep ?? 1, dp = mesh.dp ?? 1;
-  return ep * dp; // experts too: their buckets divide the ep-summed gradient by ep (training.ts)
+export function gradScale(mesh: MeshShape): number {
+  return (mesh.ep ?? 1) * (mesh.dp ?? 1); // experts too: their buckets divide the ep-summed gradient by ep (training.ts)
 }
 
 /** The 1-rank gradients as plain arrays. */
@@ -307,7 +306,7 @@ export function gradientError(results: RankResult[], single: RankResult, mesh: M
   for (const [name, g] of ref) {
     const got = grads.get(name);
     if (!got) throw new Error(`mesh run lacks parameter ${name}`);
-    const s = gradScale(name, mesh);
+    const s = gradScale(mesh);
     const e = relErr(got.map((v) => v * s), g);
     if (!(e <= worst)) { worst = e; worstName = name; }
   }

@@ -126,10 +126,10 @@ export class GradientBuckets {
     for (const b of this.buckets) {
       if (b.handle) await b.handle.wait();
       else await b.work!.wait();
+      const c = this.options.postScale ?? 1;
+      if (c !== 1) for (let k = 0; k < b.flat.length; k++) b.flat[k]! *= c;
       b.params.forEach((p, i) => {
         const avg = new Tensor(b.flat.slice(b.offsets[i], b.offsets[i]! + p.numel), p.shape.slice());
-        const c = this.options.postScale ?? 1;
-        if (c !== 1) for (let k = 0; k < avg.numel; k++) (avg.data as Float32Array)[k]! *= c;
         p.grad = p.dtype === 'bf16' ? avg.to('bf16').detach() : avg;
       });
     }
