@@ -19,6 +19,8 @@ export default defineConfig({
       { resolve: { alias: modelsAlias }, test: { name: 'models', root: 'packages/models', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { resolve: { alias: trainAlias }, test: { name: 'distill', root: 'packages/distill', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { resolve: { alias: trainAlias }, test: { name: 'eval', root: 'packages/eval', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
+      // the inference runner's suites run its sources in this thread; its CLI tests start the built dist (multi-rank)
+      { resolve: { alias: modelsAlias }, test: { name: 'infer', root: 'apps/infer', include: ['__tests__/**/*.test.ts'], testTimeout: 180_000 } },
       { resolve: { alias: trainAlias }, test: { name: 'trainer', root: 'apps/trainer', include: ['__tests__/**/*.test.ts'], testTimeout: 180_000 } },
       // collectives runs ranks in worker threads, which load the built JS: its tests use dist (npm test builds first)
       { test: { name: 'collectives', root: 'packages/collectives', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },

@@ -1,12 +1,12 @@
 // The trainer's commands. Each reads a validated config (config.ts), prepares data (a tokenizer trained on the
 // corpus and a tokenized dataset, both cached under `out`), runs the Trainer of @farskip/distill with a progress
 // display and a metrics JSONL, writes curves (plots.ts) and the final model in Hugging Face layout.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildDataset, forwardKl, jsonlDocuments, PackedLoader, sftLoss, sotuDocuments, textFileDocuments, TokenDataset, Trainer } from '@farskip/distill';
 import type { DocumentSource, StepMetrics } from '@farskip/distill';
 import { sotuHeldOut } from '@farskip/eval';
-import { CausalLM, convertToFarSkip, loadModel, parseConfig, saveModelFromRanks, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
+import { CausalLM, configWithFarSkip, convertToFarSkip, loadModel, parseConfig, saveModelFromRanks, saveTokenizer, trainByteLevelBpe } from '@farskip/models';
 import type { ParallelContext } from '@farskip/layers';
 import { noGrad, Tensor } from '@farskip/tensor';
 import type { TrainerConfig } from './config.js';
@@ -88,6 +88,7 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
       convertToFarSkip(student, cfg.farskip);
     }
   }
+  if (lead) writeCheckpointModelConfig(join(cfg.out, 'checkpoints'), configWithFarSkip(student.spec.raw, student.farskip));
   // tensor-parallel ranks share their tokens: the data is split over the dense group (ep × dp)
   const loader = new PackedLoader(ds.split('train'), { batchSize: cfg.batch, seqLen: cfg.seq, seed: cfg.seed,
     rank: ctx?.dense.rank ?? 0, worldSize: ctx?.dense.size ?? 1 });
@@ -135,6 +136,17 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
   await saveModelFromRanks(student, modelDir, { bf16: cfg.bf16 });
   if (lead) await plotMetrics(cfg.out, command);
   return { metrics: result.metrics, modelDir, stoppedEarly: result.stoppedEarly };
+}
+
+/**
+ * checkpoints/config.json: the Hugging Face config of the model the step checkpoints hold (FarSkip options
+ * included), so a checkpoint taken mid-run loads for inference (farskip-infer --model runs/x/checkpoints/step-N).
+ */
+function writeCheckpointModelConfig(dir: string, config: Record<string, unknown>): void {
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, `.config.json.${process.pid}.tmp`);
+  writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');
+  renameSync(tmp, join(dir, 'config.json'));
 }
 
 /** A fixed held-out batch (the first windows of the held-out split) for evaluation during training. */

@@ -23,13 +23,19 @@ typedef struct {
   int64_t B, Tq, Tk, Hq, Hkv, D, Dv, kbs, vbs, G, QI, nqb;
   float scale;
   int causal;
+  /* cached (ragged) forward: batch row b reads cache slot slots[b] holding lens[b] keys; NULL = slot b, Tk keys */
+  const int32_t *slots, *lens;
   const float *q, *k, *v, *o, *lse, *dout;
   float *out, *lse_out, *dq, *dk, *dv;
 } att_job;
 
-/* last visible key (inclusive) of query i; < 0 means none */
-static inline int64_t att_limit(const att_job *j, int64_t i) {
-  return j->causal ? FS_MIN(j->Tk - 1, i + (j->Tk - j->Tq)) : j->Tk - 1;
+static inline int64_t att_tk(const att_job *j, int64_t b) { return j->lens ? j->lens[b] : j->Tk; }
+static inline int64_t att_slot(const att_job *j, int64_t b) { return j->slots ? j->slots[b] : b; }
+
+/* last visible key (inclusive) of query i of batch row b; < 0 means none */
+static inline int64_t att_limit(const att_job *j, int64_t b, int64_t i) {
+  int64_t Tk = att_tk(j, b);
+  return j->causal ? FS_MIN(Tk - 1, i + (Tk - j->Tq)) : Tk - 1;
 }
 
 /* Decode tiles (MHA: one query row per (batch, head)) are too thin for the packed GEMM, whose packing of the key
@@ -88,12 +94,12 @@ static void att_fwd_task(const att_job *j, int64_t b, int64_t hk, int64_t qb) {
     memcpy(Qt + r * D, j->q + ((b * j->Tq + i) * j->Hq + h) * D, (size_t)D * 4);
     m[r] = -__builtin_inff();
     l[r] = 0.0f;
-    int64_t lim = att_limit(j, i);
+    int64_t lim = att_limit(j, b, i);
     limf[r] = (float)lim;
     maxlim = FS_MAX(maxlim, lim);
   }
   for (int64_t t = 0; t < R * Dv; t++) acc[t] = 0.0f;
-  const float *kb = j->k + b * j->kbs + hk * D, *vb = j->v + b * j->vbs + hk * Dv;
+  const float *kb = j->k + att_slot(j, b) * j->kbs + hk * D, *vb = j->v + att_slot(j, b) * j->vbs + hk * Dv;
   int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
   for (int64_t j0 = 0; j0 <= maxlim; j0 += ATT_KB) {
     int64_t nk = FS_MIN(ATT_KB, maxlim + 1 - j0);
@@ -141,11 +147,11 @@ static inline float att_dot(const float *a, const float *b, int64_t n) {
 }
 
 static void att_decode_task(const att_job *j, int64_t b) {
-  int64_t Hq = j->Hq, G = j->G, D = j->D, Dv = j->Dv, nk = j->Tk;
+  int64_t Hq = j->Hq, G = j->G, D = j->D, Dv = j->Dv, nk = att_tk(j, b);
   float *S = (float *)fs_scratch(3, (size_t)(Hq * FS_MAX(nk, 1) + Hq * Dv) * sizeof(float));
   if (!S) return;
   float *acc = S + Hq * FS_MAX(nk, 1);
-  const float *q = j->q + b * Hq * D, *kb = j->k + b * j->kbs, *vb = j->v + b * j->vbs;
+  const float *q = j->q + b * Hq * D, *kb = j->k + att_slot(j, b) * j->kbs, *vb = j->v + att_slot(j, b) * j->vbs;
   int64_t kst = j->Hkv * D, vst = j->Hkv * Dv;
   for (int64_t t = 0; t < nk; t++) {
     const float *kr = kb + t * kst;
@@ -192,19 +198,37 @@ static void att_setup(att_job *j) {
   j->nqb = (j->Tq + j->QI - 1) / j->QI;
 }
 
+static void att_fwd_run(att_job *j) {
+  att_setup(j);
+  if (j->Tq == 1 && j->Hq <= FS_DECODE_MAX_HEADS && j->B >= fs_pool_size()) { /* decode: one sequence per task */
+    fs_parallel_dyn(j->B, 1, att_decode_body, j);
+    return;
+  }
+  /* causal tiles near the end cost more: dynamic scheduling, one tile per grab */
+  fs_parallel_dyn(j->B * j->Hkv * j->nqb, 1, att_fwd_body, j);
+}
+
 void FS_FN(attention_fwd)(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv,
                           float scale, int causal, const float *q, const float *k, int64_t kBatchStride,
                           const float *v, int64_t vBatchStride, float *o, float *lse) {
   if (B <= 0 || Tq <= 0 || Hq <= 0 || Hkv <= 0) return;
   att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, kBatchStride ? kBatchStride : Tk * Hkv * D,
-               vBatchStride ? vBatchStride : Tk * Hkv * Dv, 0, 0, 0, scale, causal, q, k, v, 0, 0, 0, o, lse};
-  att_setup(&j);
-  if (Tq == 1 && Hq <= FS_DECODE_MAX_HEADS && B >= fs_pool_size()) { /* decode: one sequence per task */
-    fs_parallel_dyn(B, 1, att_decode_body, &j);
-    return;
-  }
-  /* causal tiles near the end cost more: dynamic scheduling, one tile per grab */
-  fs_parallel_dyn(B * Hkv * j.nqb, 1, att_fwd_body, &j);
+               vBatchStride ? vBatchStride : Tk * Hkv * Dv, 0, 0, 0, scale, causal, NULL, NULL,
+               q, k, v, 0, 0, 0, o, lse};
+  att_fwd_run(&j);
+}
+
+/* Attention over a slot cache with a length per sequence (continuous batching): batch row b's Tq queries (the
+ * last Tq of its sequence when causal) attend to keys [0, lens[b]) of slot slots[b] of k [slots, maxT, Hkv, D]
+ * (slotStride = maxT·Hkv·D elements) and v likewise. */
+void FS_FN(attention_fwd_cached)(int64_t B, int64_t Tq, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,
+                                 int causal, const float *q, const float *k, int64_t kSlotStride, const float *v,
+                                 int64_t vSlotStride, const int32_t *slots, const int32_t *lens, float *o,
+                                 float *lse) {
+  if (B <= 0 || Tq <= 0 || Hq <= 0 || Hkv <= 0) return;
+  att_job j = {B, Tq, 0, Hq, Hkv, D, Dv, kSlotStride, vSlotStride, 0, 0, 0, scale, causal, slots, lens,
+               q, k, v, 0, 0, 0, o, lse};
+  att_fwd_run(&j);
 }
 
 /* ---- backward ---- */
@@ -234,7 +258,7 @@ static void att_bwd_task(const att_job *j, int64_t b, int64_t hk) {
       float dsum = 0.0f;
       for (int64_t d = 0; d < Dv; d++) dsum += orow[d] * dOt[r * Dv + d];
       Dr[r] = dsum;
-      int64_t lim = l == -__builtin_inff() ? -1 : att_limit(j, i);
+      int64_t lim = l == -__builtin_inff() ? -1 : att_limit(j, b, i);
       lr[r] = l;
       limf[r] = (float)lim;
       maxlim = FS_MAX(maxlim, lim);
@@ -271,7 +295,7 @@ void FS_FN(attention_bwd)(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t
                           float scale, int causal, const float *q, const float *k, const float *v, const float *o,
                           const float *lse, const float *dout, float *dq, float *dk, float *dv) {
   if (B <= 0 || Hq <= 0 || Hkv <= 0) return;
-  att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, 0, 0, 0, 0, 0, scale, causal, q, k, v, o, lse, dout, 0, 0, dq, dk, dv};
+  att_job j = {B, Tq, Tk, Hq, Hkv, D, Dv, 0, 0, 0, 0, 0, scale, causal, NULL, NULL, q, k, v, o, lse, dout, 0, 0, dq, dk, dv};
   att_setup(&j);
   if (Tq <= 0) { /* nothing attends: zero grads */
     memset(dk, 0, (size_t)(B * Tk * Hkv * D) * 4);

@@ -58,6 +58,10 @@
                     float scale, int causal, const float *q, const float *k, int64_t kBatchStride, const float *v, \
                     int64_t vBatchStride, float *o, float *lse),                                                   \
     (B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal, q, k, kBatchStride, v, vBatchStride, o, lse))                       \
+  X(attention_fwd_cached, (int64_t B, int64_t Tq, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,    \
+                           int causal, const float *q, const float *k, int64_t kSlotStride, const float *v,       \
+                           int64_t vSlotStride, const int32_t *slots, const int32_t *lens, float *o, float *lse),  \
+    (B, Tq, Hq, Hkv, D, Dv, scale, causal, q, k, kSlotStride, v, vSlotStride, slots, lens, o, lse))                \
   X(attention_bwd, (int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv,           \
                     float scale, int causal, const float *q, const float *k, const float *v, const float *o,       \
                     const float *lse, const float *dout, float *dq, float *dk, float *dv),                         \

@@ -150,6 +150,58 @@ forBackends(() => {
       });
     });
 
+    it('slots with their own lengths (continuous batching): prefill per slot, ragged decode rows, reset and reuse', () => {
+      const [Hq, Hkv, D, Dv, maxSeq] = [4, 2, 16, 12, 48];
+      const rng = new Rng(91);
+      // each sequence: its own q, k, v for all its positions; the reference is full causal attention over it
+      const seq = (T: number) => ({ T, q: roundAllF32(rng.randn(T * Hq * D)), k: roundAllF32(rng.randn(T * Hkv * D)), v: roundAllF32(rng.randn(T * Hkv * Dv)) });
+      const rowsOf = (a: Float64Array, per: number, p0: number, p1: number): Float64Array => a.slice(p0 * per, p1 * per);
+      const refAt = (s: ReturnType<typeof seq>, p0: number, p1: number): Float64Array =>
+        rowsOf(attentionRef(s.q, s.k, s.v, 1, s.T, s.T, Hq, Hkv, D, Dv, true), Hq * Dv, p0, p1);
+      const part = (a: Float64Array, per: number, p0: number, p1: number, shape: number[]) => t(rowsOf(a, per, p0, p1), shape);
+      noGrad(() => {
+        const cache = new KVCache(4, maxSeq, Hkv, D, Dv);
+        const seqs = [seq(30), seq(12), seq(25), seq(20)];
+        const slotOf = [2, 0, 3, 1];
+        const prefill = [7, 3, 20, 1];
+        seqs.forEach((s, i) => { // one request at a time joins its slot
+          cache.select([slotOf[i]!]);
+          const n = prefill[i]!;
+          cache.append(part(s.k, Hkv * D, 0, n, [1, n, Hkv, D]), part(s.v, Hkv * Dv, 0, n, [1, n, Hkv, Dv]));
+          const o = cache.attend(part(s.q, Hq * D, 0, n, [1, n, Hq, D]));
+          assertClose(o.data as Float32Array, refAt(s, 0, n), { atol: 2e-5, rtol: 1e-4 }, `prefill of sequence ${i}`);
+        });
+        cache.select([0, 1, 2, 3]);
+        expect(() => cache.length).toThrow(/different numbers of tokens/);
+        // decode: rows in any slot order, every sequence one token further per step, each at its own position
+        const pos = [...prefill];
+        const decodeStep = (members: number[], Tq: number) => {
+          cache.select(members.map((i) => slotOf[i]!));
+          const cat = (a: (i: number) => Float64Array) => Float64Array.from(members.flatMap((i) => [...a(i)]));
+          const R = members.length;
+          cache.append(t(cat((i) => rowsOf(seqs[i]!.k, Hkv * D, pos[i]!, pos[i]! + Tq)), [R, Tq, Hkv, D]), t(cat((i) => rowsOf(seqs[i]!.v, Hkv * Dv, pos[i]!, pos[i]! + Tq)), [R, Tq, Hkv, Dv]));
+          const o = cache.attend(t(cat((i) => rowsOf(seqs[i]!.q, Hq * D, pos[i]!, pos[i]! + Tq)), [R, Tq, Hq, D]));
+          assertClose(o.data as Float32Array, cat((i) => refAt(seqs[i]!, pos[i]!, pos[i]! + Tq)), { atol: 2e-5, rtol: 1e-4 }, `decode rows ${members}`);
+          for (const i of members) pos[i]! += Tq;
+        };
+        for (let step = 0; step < 3; step++) decodeStep([2, 0, 3, 1], 1); // B >= threads: one task per sequence
+        decodeStep([1], 1); // a single row (tiled path)
+        decodeStep([3, 0], 2); // two queries per row (speculative-style), ragged
+        // sequence 1 finishes; its slot (0) is reset and a new, longer sequence reuses it
+        cache.reset(slotOf[1]!);
+        expect(cache.lengths[slotOf[1]!]).toBe(0);
+        seqs[1] = seq(16);
+        pos[1] = 0;
+        decodeStep([1], 9); // prefill of the new sequence in the reused slot
+        decodeStep([0, 1, 2], 1);
+        expect(Array.from(cache.lengths)).toEqual([pos[1], pos[3], pos[0], pos[2]]);
+        expect(() => cache.select([0, 0])).toThrow(/selected twice/);
+        expect(() => cache.select([4])).toThrow(/outside \[0, 4\)/);
+        cache.select([2]);
+        expect(() => cache.append(t(new Float64Array(40 * Hkv * D), [1, 40, Hkv, D]), t(new Float64Array(40 * Hkv * Dv), [1, 40, Hkv, Dv]))).toThrow(/exceed maxSeq 48/);
+      });
+    });
+
     it('f64 cache matches the reference tightly', () => {
       const rng = new Rng(77);
       const [B, T, Hq, Hkv, D] = [1, 6, 4, 2, 8];

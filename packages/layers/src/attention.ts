@@ -188,26 +188,18 @@ export class Attention implements AttentionLike {
     return linear(o.reshape(B, T, this.localHeads * this.headDim), this.wo);
   }
 
-  /** Chunked causal attention: every run of queries inside one chunk attends to that chunk's keys up to it. */
+  /** Chunked causal attention: every run of queries inside one chunk attends to that chunk's keys up to it. With
+   *  a cache each batch row continues its own slot (rows may hold different numbers of tokens). */
   private chunked(s: AttentionState, chunk: number, scale: number | undefined): Tensor {
     const Tq = s.q.shape[1]!;
-    let kAll = s.k, vAll = s.v, qStart = 0;
-    if (this.cache) {
-      this.cache.append(s.k, s.v);
-      const n = this.cache.length;
-      kAll = this.cache.keys.slice(1, 0, n);
-      vAll = this.cache.values.slice(1, 0, n);
-      qStart = n - Tq;
-    }
-    const parts: Tensor[] = [];
-    for (let p = qStart; p < qStart + Tq;) {
-      const c0 = Math.floor(p / chunk) * chunk;
-      const end = Math.min(c0 + chunk, qStart + Tq);
-      const q = s.q.slice(1, p - qStart, end - qStart);
-      parts.push(attention(q, kAll.slice(1, c0, end), vAll.slice(1, c0, end), { causal: true, scale }));
-      p = end;
-    }
-    return parts.length === 1 ? parts[0]! : cat(parts, 1);
+    if (!this.cache) return chunkedRows(s.q, s.k, s.v, 0, chunk, scale);
+    const cache = this.cache;
+    cache.append(s.k, s.v);
+    const rows = Array.from(cache.selected, (slot, b) => {
+      const { keys, values } = cache.slot(slot);
+      return chunkedRows(s.q.slice(0, b, b + 1), keys, values, cache.lengths[slot]! - Tq, chunk, scale);
+    });
+    return rows.length === 1 ? rows[0]! : cat(rows, 0);
   }
 
   parameters(): [string, Tensor][] {
@@ -219,6 +211,19 @@ export class Attention implements AttentionLike {
     if (this.kNorm) p.push(['k_norm.weight', this.kNorm]);
     return p;
   }
+}
+
+/** q [B, Tq, ...] at positions qStart.. over keys/values [B, qStart + Tq, ...] from position 0, chunked causal. */
+function chunkedRows(q: Tensor, kAll: Tensor, vAll: Tensor, qStart: number, chunk: number, scale: number | undefined): Tensor {
+  const Tq = q.shape[1]!;
+  const parts: Tensor[] = [];
+  for (let p = qStart; p < qStart + Tq;) {
+    const c0 = Math.floor(p / chunk) * chunk;
+    const end = Math.min(c0 + chunk, qStart + Tq);
+    parts.push(attention(q.slice(1, p - qStart, end - qStart), kAll.slice(1, c0, end), vAll.slice(1, c0, end), { causal: true, scale }));
+    p = end;
+  }
+  return parts.length === 1 ? parts[0]! : cat(parts, 1);
 }
 
 export function expectShape(name: string, t: Tensor, shape: number[]): void {

@@ -59,7 +59,7 @@ export async function generate(model: CausalLM, prompts: number[][], options: Ge
 // turn grad back on under each other, or leave it off after both. Grad stays off while any generation runs.
 let generating = 0;
 let gradBefore = true;
-async function withoutGrad<T>(fn: () => Promise<T>): Promise<T> {
+export async function withoutGrad<T>(fn: () => Promise<T>): Promise<T> {
   if (generating++ === 0) gradBefore = setGradEnabled(false);
   try {
     return await fn();
@@ -72,7 +72,7 @@ async function runBatch(model: CausalLM, prompts: number[][], T: number, options
   emit: (b: number, token: number, logits: Float32Array) => boolean): Promise<void> {
   const B = prompts.length;
   const maxSeq = T + options.maxNewTokens;
-  attachCaches(model, B, maxSeq);
+  attachKVCaches(model, B, maxSeq);
   try {
     const V = model.spec.vocabSize;
     const done = new Array<boolean>(B).fill(false);
@@ -94,27 +94,36 @@ async function runBatch(model: CausalLM, prompts: number[][], T: number, options
       ids = new Tensor(next, [B, 1], { dtype: 'i32' });
     }
   } finally {
-    attachCaches(model, 0, 0);
+    attachKVCaches(model, 0, 0);
   }
 }
 
-/** Gives every attention module a cache for `batch` × `maxSeq` tokens (0: removes them). */
-function attachCaches(model: CausalLM, batch: number, maxSeq: number): void {
-  if (batch && model.stack.blocks.some((b) => (b.attention as { cache?: unknown }).cache)) {
+/**
+ * Gives every attention module a KV cache of `slots` sequences × `maxSeq` tokens (0: removes them) and returns
+ * the caches, one per layer. Continuous batching selects which slots the batch rows of a forward use
+ * (KVCache.select on every returned cache); generate() uses slot b for prompt b.
+ */
+export function attachKVCaches(model: CausalLM, slots: number, maxSeq: number): KVCache[] {
+  if (slots && model.stack.blocks.some((b) => (b.attention as { cache?: unknown }).cache)) {
     // the caches live on the model's attention modules: a second generation would overwrite the first one's
-    throw new Error('generate: this model is already generating; run one generate() per model at a time (load another copy to generate concurrently)');
+    throw new Error('generate: this model is already generating; run one generate() or engine per model at a time (load another copy to generate concurrently)');
   }
+  if (slots && model.embed.dtype !== 'f32') throw new Error(`generate: the model's parameters are ${model.embed.dtype}; the KV cache is f32 — load the model for generation with dtype 'f32' (the default)`);
+  const caches: KVCache[] = [];
   for (const b of model.stack.blocks) {
     const a = b.attention;
+    let cache: KVCache | null = null;
     if (a instanceof Attention) {
-      a.cache = batch ? new KVCache(batch, maxSeq, a.localKvHeads, a.headDim) : null;
+      a.cache = cache = slots ? new KVCache(slots, maxSeq, a.localKvHeads, a.headDim) : null;
     } else if (a instanceof MlaAttention) {
       // compressed: one shared kv head, keys [latent | rope part], values the latent
-      a.cache = batch ? new KVCache(batch, maxSeq, 1, a.m.kvLoraRank + a.m.qkRopeHeadDim, a.m.kvLoraRank) : null;
-    } else if (batch) {
+      a.cache = cache = slots ? new KVCache(slots, maxSeq, 1, a.m.kvLoraRank + a.m.qkRopeHeadDim, a.m.kvLoraRank) : null;
+    } else if (slots) {
       throw new Error('generate: the model has an attention module without KV-cache support');
     }
+    if (cache) caches.push(cache);
   }
+  return caches;
 }
 
 /** One token from a row of logits. */

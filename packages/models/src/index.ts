@@ -9,7 +9,7 @@ export { WeightReader, moeNames, stackExperts } from './weights.js';
 export type { Initializer, TensorSource } from './weights.js';
 export { MAX_HEADER_BYTES, SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, parseSafetensorsHeader, SafetensorsFile, SafetensorsCheckpoint, INDEX_FILE_NAME, SINGLE_FILE_NAME, writeSafetensors, writeShardedCheckpoint } from './safetensors/index.js';
 export type { SafetensorsDType, SafetensorsHeader, TensorEntry, ReadAs, ReadOptions, SafetensorsTensorInfo, TensorSet, WriteSafetensorsOptions, ShardedCheckpointOptions, ShardedCheckpointResult } from './safetensors/index.js';
-export { generate, sample } from './generate.js';
+export { attachKVCaches, generate, sample, withoutGrad } from './generate.js';
 export type { GenerateOptions, GenerateResult, SamplingOptions } from './generate.js';
 export { convertToFarSkip, configWithFarSkip } from './convert.js';
 export { loadModel, saveModel, saveModelFromRanks } from './io.js';

@@ -62,6 +62,11 @@ export interface CpuBackend {
   attentionFwd(B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number, Dv: number, scale: number,
     causal: boolean, q: FloatArray, k: FloatArray, kBatchStride: number, v: FloatArray, vBatchStride: number,
     o: FloatArray, lse: FloatArray): void;
+  /** Attention over a slot cache k [slots, maxT, Hkv, D] (kSlotStride elements per slot) with a length per sequence:
+   *  batch row b (q [B, Tq, Hq, D]) reads slot slots[b], keys [0, lens[b]); causal aligns its queries to the end. */
+  attentionFwdCached(B: number, Tq: number, Hq: number, Hkv: number, D: number, Dv: number, scale: number,
+    causal: boolean, q: FloatArray, k: FloatArray, kSlotStride: number, v: FloatArray, vSlotStride: number,
+    slots: Int32Array, lens: Int32Array, o: FloatArray, lse: FloatArray): void;
   attentionBwd(B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number, Dv: number, scale: number,
     causal: boolean, q: FloatArray, k: FloatArray, v: FloatArray, o: FloatArray, lse: FloatArray, dout: FloatArray,
     dq: FloatArray, dk: FloatArray, dv: FloatArray): void;

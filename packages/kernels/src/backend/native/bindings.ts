@@ -60,6 +60,9 @@ export const PROTOTYPES = {
   fs_attention_fwd: 'void fs_attention_fwd(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, ' +
     'int64_t Dv, float scale, int causal, const float *q, const float *k, int64_t kBatchStride, const float *v, ' +
     'int64_t vBatchStride, float *o, float *lse)',
+  fs_attention_fwd_cached: 'void fs_attention_fwd_cached(int64_t B, int64_t Tq, int64_t Hq, int64_t Hkv, int64_t D, ' +
+    'int64_t Dv, float scale, int causal, const float *q, const float *k, int64_t kSlotStride, const float *v, ' +
+    'int64_t vSlotStride, const int32_t *slots, const int32_t *lens, float *o, float *lse)',
   fs_attention_bwd: 'void fs_attention_bwd(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, ' +
     'int64_t Dv, float scale, int causal, const float *q, const float *k, const float *v, const float *o, ' +
     'const float *lse, const float *dout, float *dq, float *dk, float *dv)',

@@ -156,6 +156,12 @@ function makeBackend(c: NativeFns, libraryPath: string): NativeBackend {
         f(k, 'attentionFwd', 'k'), kBatchStride, f(v, 'attentionFwd', 'v'), vBatchStride, f(o, 'attentionFwd', 'o'),
         f(lse, 'attentionFwd', 'lse'));
     },
+    attentionFwdCached: (B, Tq, Hq, Hkv, D, Dv, scale, causal, q, k, kSlotStride, v, vSlotStride, slots, lens, o, lse) => {
+      c.fs_attention_fwd_cached(B, Tq, Hq, Hkv, D, Dv, scale, causal ? 1 : 0, f(q, 'attentionFwdCached', 'q'),
+        f(k, 'attentionFwdCached', 'k'), kSlotStride, f(v, 'attentionFwdCached', 'v'), vSlotStride,
+        i32(slots, 'attentionFwdCached', 'slots'), i32(lens, 'attentionFwdCached', 'lens'), f(o, 'attentionFwdCached', 'o'),
+        f(lse, 'attentionFwdCached', 'lse'));
+    },
     attentionBwd: (B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal, q, k, v, o, lse, dout, dq, dk, dv) => {
       c.fs_attention_bwd(B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal ? 1 : 0, f(q, 'attentionBwd', 'q'),
         f(k, 'attentionBwd', 'k'), f(v, 'attentionBwd', 'v'), f(o, 'attentionBwd', 'o'), f(lse, 'attentionBwd', 'lse'),

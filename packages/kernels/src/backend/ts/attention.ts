@@ -63,6 +63,21 @@ export function attentionFwd(B: number, Tq: number, Tk: number, Hq: number, Hkv:
 }
 
 /**
+ * Attention over a slot cache with a length per sequence (continuous batching): batch row b is an independent
+ * attentionFwd of its Tq queries over keys [0, lens[b]) of cache slot slots[b] (k [slots, maxT, Hkv, D]).
+ */
+export function attentionFwdCached(B: number, Tq: number, Hq: number, Hkv: number, D: number, Dv: number, scale: number,
+  causal: boolean, q: FloatArray, k: FloatArray, kSlotStride: number, v: FloatArray, vSlotStride: number,
+  slots: Int32Array, lens: Int32Array, o: FloatArray, lse: FloatArray): void {
+  for (let b = 0; b < B; b++) {
+    const s = slots[b]!;
+    attentionFwd(1, Tq, lens[b]!, Hq, Hkv, D, Dv, scale, causal, q.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D),
+      k.subarray(s * kSlotStride), kSlotStride, v.subarray(s * vSlotStride), vSlotStride,
+      o.subarray(b * Tq * Hq * Dv, (b + 1) * Tq * Hq * Dv), lse.subarray(b * Hq * Tq, (b + 1) * Hq * Tq));
+  }
+}
+
+/**
  * Backward, recomputing P from lse (flash-attention style):
  *   P_j = exp(s_j - lse);  dv_j += P_j * dout_i;  dP_j = dout_i . v_j;  Delta = dout_i . o_i
  *   dS_j = P_j * (dP_j - Delta);  dq_i = scale * sum_j dS_j k_j;  dk_j += scale * dS_j q_i

@@ -10,7 +10,7 @@ import {
 import { rmsnormBwd, rmsnormFwd } from './norm.js';
 import { logSoftmaxBwd, logSoftmaxFwd, softmaxBwd, softmaxFwd } from './softmax.js';
 import { rope } from './rope.js';
-import { attentionBwd, attentionFwd } from './attention.js';
+import { attentionBwd, attentionFwd, attentionFwdCached } from './attention.js';
 import { topk } from './topk.js';
 import { crossEntropyBwd, crossEntropyFwd, klDivBwd, klDivFwd } from './losses.js';
 import { adamwStep } from './adamw.js';
@@ -28,7 +28,7 @@ export const tsBackend: CpuBackend = Object.freeze({
   siluFwd, siluBwd, swigluFwd, swigluBwd,
   rope,
   embeddingFwd, embeddingBwd,
-  attentionFwd, attentionBwd,
+  attentionFwd, attentionFwdCached, attentionBwd,
   topk,
   crossEntropyFwd, crossEntropyBwd, klDivFwd, klDivBwd,
   adamwStep,
