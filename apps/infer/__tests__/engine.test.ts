@@ -152,6 +152,25 @@ describe('slots, cancellation, limits', () => {
   });
 });
 
+describe('a dead peer', () => {
+  it('a rank that never follows makes the engine fail with the collective\'s error, and its requests end in error (no hang)', async () => {
+    const worlds = createThreadsWorld(2, { timeoutMs: 1500 });
+    try {
+      const ctxs = worlds.map((w) => ParallelContext.create(w, { tp: 2 }));
+      const model = loadForInference(dir, { ctx: ctxs[0] }).model;
+      const engine = new Engine(model, { maxBatch: 2, maxModelLen: 32, world: worlds[0]! });
+      const run = engine.start();
+      const s = await engine.complete({ prompt: [1, 2, 3], maxNewTokens: 4 });
+      expect(s.finished).toBe('error');
+      expect(engine.failure?.message).toMatch(/timed out|peer/);
+      expect(() => engine.submit({ prompt: [1], maxNewTokens: 1 })).toThrow(engine.failure!.message);
+      await run;
+    } finally {
+      for (const w of worlds) w.destroy();
+    }
+  });
+});
+
 describe('two ranks in lockstep (tp = 2: heads and experts split, all-reduce form) equal one rank', () => {
   it('staggered greedy sequences, original and FarSkip connectivity', async () => {
     for (const farskip of [null, { mode: 'full' as const }]) {
