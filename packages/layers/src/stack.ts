@@ -9,7 +9,8 @@
 //               bench/moe-stack.mjs — so here part B hides the counts and the skew, the shared experts the
 //               dispatch)
 //               all-reduce form (inference, tokens replicated over TP/EP): attention's partial sum + the shared
-//                 experts' partial sum in one all-reduce ‖ routed experts; routed all-reduce ‖ next attention
+//                 experts' partial sum in one all-reduce ‖ routed experts; routed all-reduce ‖ the next layer's
+//                 whole attention (parts A and B: routing needs no communication in this form)
 // Both schedules run the same operations on the same values in the same order of additions, so their outputs
 // and gradients are bit-identical; only where the rank waits differs.
 import { add, rmsNorm } from '@farskip/kernels';
@@ -86,9 +87,12 @@ export class FarSkipStack {
     const eps = b.eps ?? this.eps;
     const [B, T, H] = st.xr.shape as [number, number, number];
     const attnOnRoutedFree = c.attnReadsRoutedFree && st.routedFreeValid;
-    // attention part A on x~ runs while the previous combine is in flight
+    // attention part A on x~ runs while the previous combine is in flight; in the all-reduce form nothing of the
+    // MoE communicates before its experts run, so part B runs there too: the whole attention hides the previous
+    // layer's routed all-reduce
     let partA = attnOnRoutedFree
       ? compute(env, `${name}.attn.A`, () => b.attention.partA(rmsNorm(st.xr, b.inputNorm, eps), positions, env)) : null;
+    const early = partA && allReduceForm ? compute(env, `${name}.attn.B`, () => b.attention.partB(partA!)) : null;
     const x = await this.full(st, env, name);
     partA ??= compute(env, `${name}.attn.A`, () => b.attention.partA(rmsNorm(x, b.inputNorm, eps), positions, env));
     const moe = isMoE(b.mlp) ? b.mlp : null;
@@ -104,7 +108,7 @@ export class FarSkipStack {
       if (moe) routedTokens = moe.begin(u, env);
       if (routedTokens && env.schedule === 'reference') dispatched = await routedTokens.dispatch();
     }
-    const aPartial = compute(env, `${name}.attn.B`, () => b.attention.partB(partA!));
+    const aPartial = early ?? compute(env, `${name}.attn.B`, () => b.attention.partB(partA!));
 
     // ... or after it (original connectivity: h = x + a)
     let a: Tensor | null = null;
