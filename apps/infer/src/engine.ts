@@ -323,8 +323,9 @@ async function executePlan(model: CausalLM, caches: KVCache[], plan: StepPlan, o
       const T = p.tokens.length;
       const ids = new Tensor(Int32Array.from(p.tokens), [1, T], { dtype: 'i32' });
       const positions = new Tensor(Int32Array.from({ length: T }, (_, i) => i), [1, T], { dtype: 'i32' });
-      const h = await model.hidden(ids, { ...fwd, positions });
-      if (logits) prefill.push(model.logitsOf(p.allLogits ? h : h.slice(1, T - 1, T)).data as Float32Array);
+      // only the last position's logits are sampled: the last layer runs for that position alone
+      const h = await model.hidden(ids, { ...fwd, positions, outputs: p.allLogits ? 'all' : 'last' });
+      if (logits) prefill.push(model.logitsOf(h).data as Float32Array);
     }
     let decode: Float32Array[] | null = null;
     if (plan.decodes.length) {

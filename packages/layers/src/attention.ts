@@ -77,6 +77,12 @@ export interface AttentionLike {
   partB(state: AttentionState): Tensor;
   /** the group over which partB's output must be summed (size 1: it is complete) */
   readonly reduceGroup: Communicator;
+  /**
+   * The state with only the last query position kept (keys and values stay whole: the KV cache still takes every
+   * position): partB then computes the output of the last position only. Optional; the stack's `outputs: 'last'`
+   * uses it on the last layer (inference: only the last position's logits are sampled).
+   */
+  lastQueries?(state: AttentionState): AttentionState;
   parameters(): [string, Tensor][];
 }
 
@@ -171,6 +177,11 @@ export class Attention implements AttentionLike {
     if (norm === 'l2') { q = rmsNorm(q, ones(D), eps); k = rmsNorm(k, ones(D), eps); }
     if (c.temperatureTuning) q = temperatureScaled(q, positions, c.temperatureTuning);
     return { q, k, v };
+  }
+
+  lastQueries(s: AttentionState): AttentionState {
+    const T = s.q.shape[1]!;
+    return { ...s, q: s.q.slice(1, T - 1, T) };
   }
 
   partB(s: AttentionState): Tensor {

@@ -15,7 +15,7 @@
 // and gradients are bit-identical; only where the rank waits differs.
 import { add, rmsNorm } from '@farskip/kernels';
 import type { Tensor } from '@farskip/tensor';
-import type { AttentionLike } from './attention.js';
+import type { AttentionLike, AttentionState } from './attention.js';
 import { allReduceTensor, issued } from './comm.js';
 import type { CommEnv, Pending, Schedule } from './comm.js';
 import { layerPlan } from './connectivity.js';
@@ -47,6 +47,13 @@ export interface StackRunOptions {
   farskip?: FarSkipOptions | null;
   /** 'all-reduce' when the MoE modules were built in that form (inference with replicated tokens) */
   form?: 'all-to-all' | 'all-reduce';
+  /**
+   * 'last': only the last position of each sequence is needed at the output (a prefill whose logits are sampled
+   * at its end): the last layer computes its attention output, MLP and collectives for that position only, as
+   * llama.cpp prunes its output rows. Keys and values still enter the KV cache for every position. The result is
+   * [B, 1, hidden]. Default 'all'.
+   */
+  outputs?: 'all' | 'last';
 }
 
 /** The two residual streams between layers; `routed` is the previous layer's routed output, maybe in flight. */
@@ -67,8 +74,10 @@ export class FarSkipStack {
     const plan = layerPlan(this.blocks.length, options.farskip === undefined ? {} : options.farskip);
     const allReduceForm = options.form === 'all-reduce';
     let st: Streams = { xr: x, routed: null, routedFreeValid: false };
-    for (let k = 0; k < this.blocks.length; k++) {
-      st = await this.layer(this.blocks[k]!, plan[k]!, st, positions, env, allReduceForm, `layer${k}`);
+    const L = this.blocks.length;
+    for (let k = 0; k < L; k++) {
+      const lastOnly = options.outputs === 'last' && k === L - 1 && typeof this.blocks[k]!.attention.lastQueries === 'function';
+      st = await this.layer(this.blocks[k]!, plan[k]!, st, positions, env, allReduceForm, `layer${k}`, lastOnly);
     }
     const full = await this.full(st, env, 'final');
     return compute(env, 'final.norm', () => rmsNorm(full, this.finalNorm, this.eps));
@@ -82,19 +91,24 @@ export class FarSkipStack {
   }
 
   private async layer(b: BlockModules, c: LayerConnectivity, st: Streams, positions: Tensor, stackEnv: CommEnv,
-    allReduceForm: boolean, name: string): Promise<Streams> {
+    allReduceForm: boolean, name: string, lastOnly = false): Promise<Streams> {
     const env: CommEnv = { ...stackEnv, scope: name };
     const eps = b.eps ?? this.eps;
-    const [B, T, H] = st.xr.shape as [number, number, number];
+    const [B, T0, H] = st.xr.shape as [number, number, number];
+    // lastOnly: after attention's projections (every position's keys and values), only the last position goes on
+    const T = lastOnly ? 1 : T0;
+    const keep = (s: AttentionState): AttentionState => (lastOnly ? b.attention.lastQueries!(s) : s);
+    const narrow = (t: Tensor): Tensor => (lastOnly ? t.slice(1, T0 - 1, T0) : t);
     const attnOnRoutedFree = c.attnReadsRoutedFree && st.routedFreeValid;
     // attention part A on x~ runs while the previous combine is in flight; in the all-reduce form nothing of the
     // MoE communicates before its experts run, so part B runs there too: the whole attention hides the previous
     // layer's routed all-reduce
     let partA = attnOnRoutedFree
-      ? compute(env, `${name}.attn.A`, () => b.attention.partA(rmsNorm(st.xr, b.inputNorm, eps), positions, env)) : null;
+      ? compute(env, `${name}.attn.A`, () => keep(b.attention.partA(rmsNorm(st.xr, b.inputNorm, eps), positions, env))) : null;
     const early = partA && allReduceForm ? compute(env, `${name}.attn.B`, () => b.attention.partB(partA!)) : null;
-    const x = await this.full(st, env, name);
-    partA ??= compute(env, `${name}.attn.A`, () => b.attention.partA(rmsNorm(x, b.inputNorm, eps), positions, env));
+    const xAll = await this.full(st, env, name);
+    partA ??= compute(env, `${name}.attn.A`, () => keep(b.attention.partA(rmsNorm(xAll, b.inputNorm, eps), positions, env)));
+    const x = narrow(xAll);
     const moe = isMoE(b.mlp) ? b.mlp : null;
     const shared: MlpLike | null = moe ? moe.shared : (b.mlp as MlpLike);
 

@@ -95,15 +95,23 @@ export class MlaAttention implements AttentionLike {
   private latentAttention(st: MlaState, cache: KVCache, scale: number): Tensor {
     const { qkNopeHeadDim: nope, vHeadDim: dv, kvLoraRank: kvl } = this.m;
     const [B, T, H] = st.qNope.shape as [number, number, number, number];
+    const Tk = st.latent.numel / (B * kvl); // every new position enters the cache, even when fewer queries remain
     const kvB = this.w.kvB.detach().reshape(H, nope + dv, kvl);
     const wK = kvB.slice(1, 0, nope);                                  // [H, nope, kvl]
     const wV = kvB.slice(1, nope, nope + dv).transpose(1, 2);          // [H, kvl, v]
     const perHead = (x: Tensor, d: number): Tensor => x.reshape(B * T, H, d).transpose(0, 1); // [H, B·T, d]
     const back = (x: Tensor, d: number): Tensor => x.transpose(0, 1).reshape(B, T, H, d);
     const qLat = back(matmul(perHead(st.qNope, nope), wK), kvl);        // [B, T, H, kvl]
-    cache.append(cat([st.latent.reshape(B, T, 1, kvl), st.kRot1], 3), st.latent.reshape(B, T, 1, kvl));
+    cache.append(cat([st.latent.reshape(B, Tk, 1, kvl), st.kRot1], 3), st.latent.reshape(B, Tk, 1, kvl));
     const oLat = cache.attend(cat([qLat, st.qRot], 3), { causal: true, scale }); // [B, T, H, kvl]
     return back(matmul(perHead(oLat, kvl), wV), dv).reshape(B, T, H * dv);
+  }
+
+  lastQueries(s: AttentionState): AttentionState {
+    const last = (t: Tensor): Tensor => t.slice(1, t.shape[1]! - 1, t.shape[1]!);
+    const st = s as Partial<MlaState> & AttentionState;
+    // the cached (decode) state carries the latent pieces; the expanded one only q, k, v
+    return st.qNope ? { ...st, q: last(st.q), qNope: last(st.qNope), qRot: last(st.qRot!) } : { ...st, q: last(st.q) };
   }
 
   partB(s: AttentionState): Tensor {

@@ -28,6 +28,8 @@ export interface ForwardOptions {
   tracer?: Tracer;
   /** FarSkip connectivity; default: what the checkpoint's config records (null = original model) */
   farskip?: FarSkipOptions | null;
+  /** 'last': the output holds only each sequence's last position ([B, 1, ...]; the last layer is pruned to it) */
+  outputs?: 'all' | 'last';
 }
 
 /**
@@ -139,7 +141,7 @@ export class CausalLM {
     const positions = options.positions ?? new Tensor(Int32Array.from({ length: T }, (_, i) => i), [T], { dtype: 'i32' });
     return this.stack.forward(x, positions, {
       schedule: options.schedule, tracer: options.tracer,
-      farskip: options.farskip === undefined ? this.farskip : options.farskip, form: this.form,
+      farskip: options.farskip === undefined ? this.farskip : options.farskip, form: this.form, outputs: options.outputs,
     });
   }
 
