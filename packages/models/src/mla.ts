@@ -111,7 +111,9 @@ export class MlaAttention implements AttentionLike {
     const last = (t: Tensor): Tensor => t.slice(1, t.shape[1]! - 1, t.shape[1]!);
     const st = s as Partial<MlaState> & AttentionState;
     // the cached (decode) state carries the latent pieces; the expanded one only q, k, v
-    return st.qNope ? { ...st, q: last(st.q), qNope: last(st.qNope), qRot: last(st.qRot!) } : { ...st, q: last(st.q) };
+    if (!st.qNope) return { ...st, q: last(st.q) };
+    const kept: MlaState = { ...(st as MlaState), q: last(st.q), qNope: last(st.qNope), qRot: last(st.qRot!) };
+    return kept;
   }
 
   partB(s: AttentionState): Tensor {
