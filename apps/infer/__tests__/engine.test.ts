@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createThreadsWorld } from '@farskip/collectives';
 import { ParallelContext } from '@farskip/layers';
 import { generate, loadModel } from '@farskip/models';
+import type { GenerateResult } from '@farskip/models';
 import { decodePlan, encodePlan, Engine, loadForInference, QueueFullError } from '../src/index.js';
 import type { Sequence, SequenceParams } from '../src/index.js';
 import { writeTinyModel } from './fixture.js';
@@ -46,7 +47,7 @@ async function runStaggered(engine: Engine, prompts: number[][], params: Omit<Se
 describe('continuous batching equals one sequence at a time', () => {
   it('greedy: sequences joining a running batch (ragged lengths, reused slots) match generate() token for token, logprobs to 1e-4', async () => {
     const model = loadModel(dir);
-    const reference = [];
+    const reference: GenerateResult[] = [];
     for (const p of PROMPTS) reference.push(await generate(model, [p], { maxNewTokens: 9, returnLogits: true }));
     // 3 slots for 5 prompts, each joining after the batch produced some tokens: the last ones wait for a slot
     // and take one a finished sequence freed

@@ -65,7 +65,10 @@ describe('completions', () => {
     const prompt = 'The quick brown fox';
     const ids = tok().encode(prompt);
     const want = await reference(ids, 12);
-    const r = await post('/v1/completions', { model: 'tiny-moe', prompt, max_tokens: 12, temperature: 0 });
+    const raw = await fetch(url + '/v1/completions', { method: 'POST', body: JSON.stringify({ model: 'tiny-moe', prompt, max_tokens: 12, temperature: 0 }) });
+    const timing = /engine;dur=([0-9.]+), total;dur=([0-9.]+)/.exec(raw.headers.get('server-timing') ?? '');
+    expect(timing && Number(timing[2]) >= Number(timing[1])).toBe(true);
+    const r = { status: raw.status, json: (await raw.json()) as any };
     expect(r.status).toBe(200);
     expect(r.json.object).toBe('text_completion');
     const stopped = loaded.stopTokens.includes(want[want.length - 1]!);
@@ -235,7 +238,7 @@ describe('bad requests: a 4xx JSON error in the OpenAI format, and the server st
   it('wrong method: 405', async () => {
     const r = await fetch(url + '/v1/completions');
     expect(r.status).toBe(405);
-    expect((await r.json()).error.message).toMatch(/accepts POST/);
+    expect(((await r.json()) as any).error.message).toMatch(/accepts POST/);
   });
 
   it('more requests than the batch and queue hold: 429 with a rate_limit_error', async () => {
@@ -245,16 +248,16 @@ describe('bad requests: a 4xx JSON error in the OpenAI format, and the server st
     expect(refused.length).toBeGreaterThan(0);
     expect(refused[0]!.json.error.type).toBe('rate_limit_error');
     expect(burst.filter((r) => r.status === 200).length).toBe(8 - refused.length);
-    expect((await (await fetch(url + '/health')).json()).status).toBe('ok');
+    expect(((await (await fetch(url + '/health')).json()) as any).status).toBe('ok');
   });
 });
 
 describe('operational endpoints', () => {
   it('/v1/models, /health, /version, /metrics', async () => {
-    const models = await (await fetch(url + '/v1/models')).json();
+    const models = (await (await fetch(url + '/v1/models')).json()) as any;
     expect(models.data[0]).toMatchObject({ id: 'tiny-moe', object: 'model', max_model_len: 96 });
     expect((await fetch(url + '/health')).status).toBe(200);
-    expect((await (await fetch(url + '/version')).json()).version).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(((await (await fetch(url + '/version')).json()) as any).version).toMatch(/^\d+\.\d+\.\d+$/);
     const m = await fetch(url + '/metrics');
     expect(m.headers.get('content-type')).toMatch(/text\/plain/);
     const text = await m.text();
@@ -266,7 +269,7 @@ describe('operational endpoints', () => {
   });
 
   it('the remote-tokenizer endpoints lm-evaluation-harness probes: /tokenizer_info, /tokenize, /detokenize', async () => {
-    const info = await (await fetch(url + '/tokenizer_info')).json();
+    const info = (await (await fetch(url + '/tokenizer_info')).json()) as any;
     expect(info.eos_token).toBe('<|im_end|>');
     expect(info.chat_template).toContain('<|im_start|>');
     const t = await post('/tokenize', { prompt: 'Hello, world!', add_special_tokens: false });
@@ -282,7 +285,7 @@ describe('operational endpoints', () => {
     try {
       const no = await fetch(g.url + '/v1/models');
       expect(no.status).toBe(401);
-      expect((await no.json()).error.type).toBe('authentication_error');
+      expect(((await no.json()) as any).error.type).toBe('authentication_error');
       expect((await fetch(g.url + '/v1/models', { headers: { Authorization: 'Bearer sekret' } })).status).toBe(200);
       expect((await fetch(g.url + '/health')).status).toBe(200);
     } finally {

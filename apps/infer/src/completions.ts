@@ -134,7 +134,11 @@ export async function handleCompletion(kind: Kind, body: unknown, res: ServerRes
   const body2 = kind === 'chat'
     ? { id, object: 'chat.completion', created, model: cx.modelId, choices: choices.map((c) => chatChoice(c, p, cx.tokenizer)), usage }
     : { id, object: 'text_completion', created, model: cx.modelId, choices: choices.map((c) => completionChoice(c, p, cx.tokenizer)), usage };
-  sendJson(res, 200, body2);
+  // Server-Timing (W3C): the engine's share (submit to the last sequence's end) and the whole request's, so a client
+  // sees what the server adds (parsing, validation, tokenization, response) without a clock of its own
+  const engineMs = Math.max(...choices.map((c) => c.seq!.times.finished - c.seq!.times.submitted));
+  const totalMs = performance.now() - cx.arrival;
+  sendJson(res, 200, body2, { 'Server-Timing': `engine;dur=${engineMs.toFixed(3)}, total;dur=${totalMs.toFixed(3)}` });
   return 200;
 }
 
