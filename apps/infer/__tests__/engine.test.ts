@@ -11,7 +11,7 @@ import { ParallelContext } from '@farskip/layers';
 import { generate, loadModel } from '@farskip/models';
 import type { GenerateResult } from '@farskip/models';
 import { decodePlan, encodePlan, Engine, loadForInference, QueueFullError } from '../src/index.js';
-import type { Sequence, SequenceParams } from '../src/index.js';
+import type { Sequence, SequenceParams, TokenLogprobs } from '../src/index.js';
 import { writeTinyModel } from './fixture.js';
 
 const dir = await writeTinyModel(join(mkdtempSync(join(tmpdir(), 'farskip-infer-engine-')), 'model'));
@@ -73,14 +73,14 @@ describe('continuous batching equals one sequence at a time', () => {
     const V = model.spec.vocabSize;
     const engine = new Engine(model, { maxBatch: 2, maxModelLen: 32 });
     const run = engine.start();
-    let got: ReturnType<typeof Array.prototype.slice> = [];
+    let got: (TokenLogprobs | null)[] = [];
     await engine.complete({ prompt, maxNewTokens: 0, logprobs: 3, promptLogprobs: true }, { onPrompt: (lp) => { got = lp; } });
     await engine.stop();
     await run;
     expect(got[0]).toBeNull();
     for (let t = 1; t < prompt.length; t++) {
       const ref = logSoftmax64(logits.subarray((t - 1) * V, t * V));
-      const e = got[t] as { logprob: number; top: { token: number; logprob: number }[] };
+      const e = got[t]!;
       expect(Math.abs(e.logprob - ref[prompt[t]!]!)).toBeLessThan(1e-4);
       const order = Array.from(ref.keys()).sort((a, b) => ref[b]! - ref[a]!).slice(0, 3);
       expect(e.top.map((x) => x.token)).toEqual(order);

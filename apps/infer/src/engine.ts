@@ -144,7 +144,7 @@ export class Engine {
     if (this.stopping) throw new Error('the engine is shutting down');
     const n = params.prompt.length;
     if (n < 1) throw new Error('the prompt is empty: give at least one token');
-    if (n + Math.max(params.maxNewTokens, params.maxNewTokens === 0 ? 0 : 1) > this.maxModelLen) {
+    if (n + params.maxNewTokens > this.maxModelLen) {
       throw new Error(`the prompt (${n} tokens) and max_tokens (${params.maxNewTokens}) exceed the model length ${this.maxModelLen}`);
     }
     const V = this.model.spec.vocabSize;

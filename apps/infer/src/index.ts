@@ -2,7 +2,7 @@
 // OpenAI-compatible server, model loading, and the benchmark.
 export { Engine, QueueFullError, Sequence } from './engine.js';
 export type { EngineOptions, FinishReason, SequenceHooks, SequenceParams } from './engine.js';
-export { describeSource, loadForInference, resolveModelSource } from './load.js';
+export { loadForInference, resolveModelSource } from './load.js';
 export type { LoadedModel, ModelSource } from './load.js';
 export { InferenceServer, VERSION } from './server.js';
 export type { ServeOptions } from './server.js';

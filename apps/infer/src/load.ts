@@ -5,7 +5,7 @@
 //                                     config the trainer wrote next to the checkpoints (checkpoints/config.json)
 // The tokenizer is --tokenizer, else the model directory's tokenizer.json, else the run's tokenizer/ directory.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { MoEForm, ParallelContext } from '@farskip/layers';
 import { CausalLM, loadModel, parseConfig, SafetensorsFile, Tokenizer } from '@farskip/models';
 import type { Tensor } from '@farskip/tensor';
@@ -112,9 +112,4 @@ function fromTrainerCheckpoint(source: ModelSource, ctx: ParallelContext | undef
   const state = whole.stateDict();
   const model = CausalLM.fromSource(spec, { keys: () => [...state.keys()], get: (n: string): Tensor => state.get(n)! }, { ctx, form }, source.modelDir);
   return model;
-}
-
-/** A short name for logs. */
-export function describeSource(s: ModelSource): string {
-  return `${s.kind} ${basename(s.path)}`;
 }
