@@ -2,7 +2,7 @@
 // lockstep (--tp 2, threads backend through the launcher) give the same greedy tokens; `serve --tp 2` answers
 // over HTTP with the completion `generate` printed; bad flags fail with a message naming them.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,9 +35,21 @@ describe('farskip-infer generate', () => {
     }
   });
 
+  // ranks as processes under MPICH's mpiexec (what several machines would run); skipped where MPICH is absent
+  const mpich = ['/usr/bin/mpiexec.mpich', '/usr/bin/mpiexec.hydra'].find(existsSync);
+  const libmpich = ['/usr/lib/x86_64-linux-gnu/libmpich.so.12', '/usr/lib/aarch64-linux-gnu/libmpich.so.12', '/usr/lib/libmpich.so.12'].find(existsSync);
+  it.skipIf(!mpich || !libmpich)(`--backend mpi: two processes under mpiexec give the one-rank tokens${mpich && libmpich ? '' : ' (skipped: MPICH not installed; apt install mpich libmpich-dev)'}`, async () => {
+    const one = await generateJson(dir);
+    const { stdout } = await run(process.execPath, [cli, 'generate', '--model', dir, '--prompt', 'The quick brown fox', '--prompt', 'Hello', '--max-tokens', '10', '--json', '--tp', '2', '--backend', 'mpi'],
+      { env: { ...env, FARSKIP_MPIEXEC: mpich!, FARSKIP_MPI_LIB: libmpich! }, timeout: 120_000 });
+    const two = JSON.parse(stdout.slice(stdout.indexOf('['), stdout.lastIndexOf(']') + 1)) as Generated[];
+    expect(two.map((r) => r.tokens)).toEqual(one.map((r) => r.tokens));
+  });
+
   it('bad flags name the flag and what it expects', async () => {
     await expect(run(process.execPath, [cli, 'generate', '--model', dir, '--prompt', 'x', '--max-batch', 'many'], { env })).rejects.toThrow(/--max-batch many: expected an integer >= 1/);
     await expect(run(process.execPath, [cli, 'generate', '--model', dir, '--farskip', 'half'], { env })).rejects.toThrow(/--farskip half: expected auto/);
+    await expect(run(process.execPath, [cli, 'generate', '--model', dir, '--prompt', 'x', '--tp', '2', '--backend', 'nccl'], { env })).rejects.toThrow(/--backend nccl: expected threads or mpi/);
     await expect(run(process.execPath, [cli, 'serve', '--model', join(root, 'nowhere')], { env })).rejects.toThrow(/no such directory/);
     await expect(run(process.execPath, [cli, 'serve', '--model', dir, '--bogus'], { env })).rejects.toThrow(/Unknown option '--bogus'/);
   });

@@ -20,6 +20,8 @@ model:
   --farskip auto|original|full   connectivity: the checkpoint's own (auto, default), the original, or FarSkip
   --schedule overlapped|reference  (default overlapped)
   --tp <n>                 tensor parallel ranks (heads, shared and routed experts split; all-reduce form)
+  --backend threads|mpi    how the --tp ranks run: worker threads of this process (default), or processes under
+                           mpiexec (MPICH / Open MPI; several machines through its host file)
 engine:
   --max-batch <n>          sequences decoded together (KV cache slots, default 8)
   --max-model-len <n>      tokens per sequence, prompt + completion (default 2048)
@@ -37,7 +39,7 @@ bench:
 
 const OPTIONS = {
   model: { type: 'string' }, tokenizer: { type: 'string' }, farskip: { type: 'string', default: 'auto' }, schedule: { type: 'string', default: 'overlapped' },
-  tp: { type: 'string', default: '1' }, 'max-batch': { type: 'string', default: '8' }, 'max-model-len': { type: 'string', default: '2048' },
+  tp: { type: 'string', default: '1' }, backend: { type: 'string', default: 'threads' }, 'max-batch': { type: 'string', default: '8' }, 'max-model-len': { type: 'string', default: '2048' },
   'max-queue': { type: 'string', default: '64' }, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8000' },
   'served-model-name': { type: 'string' }, 'api-key': { type: 'string' }, 'max-body-bytes': { type: 'string' }, 'max-prompt-tokens': { type: 'string' },
   'max-new-tokens': { type: 'string' }, prompt: { type: 'string', multiple: true }, chat: { type: 'boolean' }, 'max-tokens': { type: 'string', default: '32' },
@@ -99,7 +101,9 @@ async function main(argv: string[]): Promise<void> {
   const opts = engineOptions(flags); // validate before starting ranks
   if (tp > 1 && !process.env.FARSKIP_INFER_RANK) {
     const { launch } = await import('@farskip/collectives');
-    const res = await launch({ world: tp, backend: 'threads', script: fileURLToPath(import.meta.url), args: argv, env: { FARSKIP_INFER_RANK: '1' } });
+    const backend = flags.backend;
+    if (backend !== 'threads' && backend !== 'mpi') throw new Error(`--backend ${backend}: expected threads or mpi`);
+    const res = await launch({ world: tp, backend, script: fileURLToPath(import.meta.url), args: argv, env: { FARSKIP_INFER_RANK: '1' } });
     const bad = res.find((r) => r.exitCode !== 0);
     if (bad) throw new Error(`rank ${bad.rank} failed${bad.error ? `: ${bad.error.message}` : ` with exit code ${bad.exitCode}`}`);
     return;
