@@ -76,6 +76,12 @@ describe.skipIf(!existsSync(cli))('farskip-train on a tiny corpus (needs the bui
     const out2 = run('distill', ...common, '--model', join(pre, 'model'), '--data', join(pre, 'data'), '--steps', '2', '--out', dis);
     expect(out2).toMatch(/distill done: 2 steps/);
     expect(JSON.parse(readFileSync(join(dis, 'model', 'config.json'), 'utf8')).farskip).toEqual({ mode: 'full' });
+    // the step checkpoints carry the model's config (FarSkip options included), so they load for inference
+    expect(JSON.parse(readFileSync(join(dis, 'checkpoints', 'config.json'), 'utf8')).farskip).toEqual({ mode: 'full' });
+    // the SFT baseline trains the converted model too (cross-entropy instead of KL to the original)
+    const sft = join(tmp, 'sft');
+    expect(run('sft', ...common, '--model', join(pre, 'model'), '--data', join(pre, 'data'), '--steps', '2', '--out', sft)).toMatch(/sft done: 2 steps/);
+    expect(JSON.parse(readFileSync(join(sft, 'model', 'config.json'), 'utf8')).farskip).toEqual({ mode: 'full' });
 
     const evOut = join(tmp, 'eval');
     const md = run('eval', '--model', join(pre, 'model'), '--student', join(dis, 'model'), '--data', join(pre, 'data'), '--seq', '16', '--task-limit', '4', '--out', evOut);

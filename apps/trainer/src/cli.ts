@@ -8,7 +8,7 @@ const USAGE = `usage: farskip-train <command> [--config file.json|file.yaml] [--
 commands:
   pretrain   train a new MoE model (or --model) on the corpus (default: the embedded State of the Union addresses)
   distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
-  sft        supervised fine-tuning of --model (cross-entropy), the distillation baseline
+  sft        the distillation baseline: --model converted to FarSkip (--farskip), trained on cross-entropy
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
 multi-rank: --ranks N trains on N threads-backend ranks (one core each) through the launcher, as a mesh of

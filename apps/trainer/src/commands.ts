@@ -86,6 +86,10 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
       teacher = loadModel(cfg.model, { dtype });
       convertToFarSkip(teacher, null);
       convertToFarSkip(student, cfg.farskip);
+    } else if (command === 'sft') {
+      // the distillation baseline (the paper's SFT): the converted model trained on next-token cross-entropy;
+      // --farskip.mode original fine-tunes the original connectivity instead
+      convertToFarSkip(student, cfg.farskip);
     }
   }
   if (lead) writeCheckpointModelConfig(join(cfg.out, 'checkpoints'), configWithFarSkip(student.spec.raw, student.farskip));
