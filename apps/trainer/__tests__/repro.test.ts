@@ -17,7 +17,7 @@ describe.skipIf(!existsSync(cli))('repro --quick (needs the built app)', () => {
   it('runs every stage, writes results.md, and the paper\'s orderings hold; a rerun is served from the stage cache', () => {
     const run = (): string => execFileSync(process.execPath, [cli, 'repro', '--quick', '--out', out], { encoding: 'utf8', env: { ...process.env, FARSKIP_NUM_THREADS: '2' } });
     const first = run();
-    expect(first).toMatch(/\[13\/13\] report/);
+    expect(first).toMatch(/\[15\/15\] report/);
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { unigramPerplexity: number; families: { key: string; rows: Row[] }[] };
     expect(res.families.map((f) => f.key)).toEqual(['deepseek', 'qwen3']);
     for (const f of res.families) {
@@ -30,11 +30,21 @@ describe.skipIf(!existsSync(cli))('repro --quick (needs the built app)', () => {
       expect(fcsd.kl, f.key).toBeLessThan(0.5 * untrained.kl);
       expect(sft.kl, f.key).toBeGreaterThan(fcsd.kl);
     }
+    // Table 3: both models, with and without the emulated link, times and overlap fractions measured
+    const sys = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).families[0].systems as { link: string; rows: { link: string | null; variant: string; trainStepMs: number; prefillMs: number; overlapForward: number }[] };
+    expect(sys.rows.map((r) => `${r.link === null ? 'none' : 'link'}:${r.variant}`)).toEqual(['none:standard', 'none:farskip', 'link:standard', 'link:farskip']);
+    for (const r of sys.rows) {
+      expect(r.trainStepMs).toBeGreaterThan(r.prefillMs);
+      expect(r.overlapForward).toBeGreaterThanOrEqual(0);
+      expect(r.overlapForward).toBeLessThanOrEqual(1);
+    }
+    expect(sys.link).toMatch(/GB\/s/);
     const md = readFileSync(join(out, 'results.md'), 'utf8');
+    expect(md).toMatch(/\| link \| model \| training step/);
     expect(md).toMatch(/## DeepSeek-style/);
     expect(md).toMatch(/## Qwen3-style/);
     for (const f of ['deepseek-pretrain.png', 'deepseek-students.png', 'qwen3-pretrain.png', 'qwen3-students.png']) expect(existsSync(join(out, f)), f).toBe(true);
     const second = run();
-    expect(second.match(/skipped/g)?.length).toBe(12);
+    expect(second.match(/skipped/g)?.length).toBe(14);
   });
 });

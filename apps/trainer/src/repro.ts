@@ -8,8 +8,10 @@
 //     sft                 the baseline: the same conversion trained on cross-entropy, same token budget
 //     fcsd-last50         self-distillation with only the last 50 % of the layers converted
 //     eval                original, converted-untrained (full and last 50 %), and the three trained students
-//   report                results.md (+ results.json): Table 1 (perplexity, multiple choice) and Table 2 (KL,
-//                         top-1 agreement, the ablations) per family, and the curves
+//     systems             training step and prefill at EP = 2, standard-blocking vs FarSkip-overlapped, with and
+//                         without link emulation, overlap fractions (systems.ts)
+//   report                results.md (+ results.json): Table 1 (perplexity, multiple choice), Table 2 (KL,
+//                         top-1 agreement, the ablations) and Table 3 (systems) per family, and the curves
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +27,8 @@ import { loadConfig } from './config.js';
 import type { TrainerConfig } from './config.js';
 import { scoreModels } from './evaluate.js';
 import { renderCurves } from './plots.js';
+import { measureSystems } from './systems.js';
+import type { SystemsResult } from './systems.js';
 
 export interface ReproProfile {
   name: 'quick' | 'full';
@@ -63,7 +67,7 @@ type Stages = Record<string, StageRecord>;
 export interface ReproResult {
   profile: ReproProfile;
   unigramPerplexity: number;
-  families: { key: string; label: string; rows: ReportRow[]; curves: Record<string, { step: number; loss: number }[]> }[];
+  families: { key: string; label: string; rows: ReportRow[]; systems: SystemsResult; curves: Record<string, { step: number; loss: number }[]> }[];
   resultsFile: string;
 }
 
@@ -75,7 +79,7 @@ export async function runRepro(options: { quick?: boolean; out?: string; log?: (
   mkdirSync(out, { recursive: true });
   const stateFile = join(out, 'stages.json');
   const stages: Stages = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as Stages) : {};
-  const total = 3 + FAMILIES.length * 5; // data, unigram, 5 per family, report
+  const total = 3 + FAMILIES.length * 6; // data, unigram, 6 per family, report
   let index = 0;
   const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     index++;
@@ -123,7 +127,8 @@ export async function runRepro(options: { quick?: boolean; out?: string; log?: (
         { name: 'FCSD (last 50 %)', model: m3, farskip: m3.farskip },
       ], { taskLimit: profile.taskLimit, maxTokens: profile.evalTokens });
     });
-    families.push({ key: f.key, label: f.label, rows, curves: { pretrain: base.curve, fcsd: fcsd.curve, sft: sft.curve, 'fcsd-last50': fcsdLast.curve } });
+    const systems = await stage(`${f.key}: systems`, () => measureSystems(base.modelDir, { batch: profile.batch, seq: profile.seq }));
+    families.push({ key: f.key, label: f.label, rows, systems, curves: { pretrain: base.curve, fcsd: fcsd.curve, sft: sft.curve, 'fcsd-last50': fcsdLast.curve } });
   }
   index++;
   log(`[${index}/${total}] report ...`);
@@ -170,12 +175,25 @@ async function writeResults(out: string, profile: ReproProfile, unigram: number,
     await renderCurves(`${f.key}: training loss`, 'loss', Object.entries(f.curves).filter(([k]) => k !== 'pretrain')
       .map(([name, pts]) => ({ name, points: pts.map((p) => ({ step: p.step, value: p.loss })) })), join(out, `${f.key}-students`));
     await renderCurves(`${f.key}: pretraining loss`, 'cross-entropy', [{ name: 'pretrain', points: f.curves.pretrain!.map((p) => ({ step: p.step, value: p.loss })) }], join(out, `${f.key}-pretrain`));
+    lines.push(...systemsTable(f.systems), '');
     lines.push(`![${f.key} pretraining](${f.key}-pretrain.png) ![${f.key} students: KL (FCSD) and cross-entropy (SFT)](${f.key}-students.png)`, '');
   }
   const file = join(out, 'results.md');
   writeAtomic(file, lines.join('\n'));
   writeAtomic(join(out, 'results.json'), JSON.stringify({ profile, unigramPerplexity: unigram, families }, null, 2) + '\n');
   return file;
+}
+
+/** Table 3: step and prefill times, speed-ups over the standard model under the same link, overlap fractions. */
+function systemsTable(s: SystemsResult): string[] {
+  const out = [`Systems at EP = ${s.ranks} (threads backend, one core per rank, ${s.tokensPerRank} tokens per rank; emulated link \`${s.link}\` calibrated to ≈ 30 % communication in the standard step):`, '',
+    '| link | model | training step (ms) | speed-up | prefill (ms) | speed-up | overlap fwd | overlap bwd | blocked on comm |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const r of s.rows) {
+    const std = s.rows.find((x) => x.link === r.link && x.variant === 'standard')!;
+    const pct = (v: number): string => `${(100 * v).toFixed(1)} %`;
+    out.push(`| ${r.link ?? 'none'} | ${r.variant === 'standard' ? 'standard (blocking)' : 'FarSkip (overlapped)'} | ${r.trainStepMs.toFixed(0)} | ${(std.trainStepMs / r.trainStepMs).toFixed(2)}× | ${r.prefillMs.toFixed(0)} | ${(std.prefillMs / r.prefillMs).toFixed(2)}× | ${pct(r.overlapForward)} | ${pct(r.overlapBackward)} | ${pct(r.commShare)} |`);
+  }
+  return out;
 }
 
 function writeAtomic(file: string, text: string): void {
