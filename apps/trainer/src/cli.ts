@@ -9,7 +9,8 @@ commands:
   pretrain   train a new MoE model (or --model) on the corpus (default: the embedded State of the Union addresses)
   distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
   sft        the distillation baseline: --model converted to FarSkip (--farskip), trained on cross-entropy
-  repro      the paper's tables in miniature on the embedded corpus (--quick: a minutes-long profile; --out dir):
+  repro      the paper's tables in miniature on the embedded corpus (--quick: a minutes-long profile; --out dir;
+             --docs dir: write results.md and the curves there):
              two MoE families pretrained, converted, FCSD / SFT / last-50 % FCSD, evaluated (cached stages)
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
@@ -30,7 +31,7 @@ async function main(argv: string[]): Promise<void> {
   delete flags.taskLimit;
   if (command === 'repro') {
     const { runRepro } = await import('./repro.js');
-    const r = await runRepro({ quick: flags.quick === true, out: typeof flags.out === 'string' ? flags.out : undefined });
+    const r = await runRepro({ quick: flags.quick === true, out: typeof flags.out === 'string' ? flags.out : undefined, docs: typeof flags.docs === 'string' ? flags.docs : undefined });
     console.log(`repro done: ${r.resultsFile}`);
     return;
   }

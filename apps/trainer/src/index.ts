@@ -5,5 +5,5 @@ export { newModelConfig, plotMetrics, prepareData, runTraining } from './command
 export type { Command, RunResult } from './commands.js';
 export { renderCurves } from './plots.js';
 export { evaluateModel } from './evaluate.js';
-export { FAMILIES, PROFILES, runRepro, unigramPerplexity } from './repro.js';
+export { claims, FAMILIES, PROFILES, runRepro, unigramPerplexity } from './repro.js';
 export type { ReproProfile, ReproResult } from './repro.js';
