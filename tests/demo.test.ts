@@ -1,4 +1,5 @@
-// `npm start` is the README's main job: the MLP demo must run on the built packages and its loss must fall.
+// `npm run example` (the smallest end-to-end example) must run on the built packages and its loss must fall; `npm
+// start` is the README's main job, the repro pipeline (its quick profile runs in apps/trainer/__tests__/repro.test.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -7,10 +8,19 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const built = existsSync(`${root}packages/kernels/dist/index.js`);
 
-describe.skipIf(!built)('npm start demo (needs `npm run build`)', () => {
-  it('the start script runs the demo, which trains and reports a falling loss', () => {
+describe.skipIf(!built)('npm run example / npm start (needs `npm run build`)', () => {
+  it('npm start runs the trainer\'s repro pipeline from the built app', () => {
     const start = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: { start: string } }).scripts.start;
-    const [cmd, script] = start.split(' ');
+    const [cmd, script, command] = start.split(' ');
+    expect(cmd).toBe('node');
+    expect(script).toBe('apps/trainer/dist/cli.js');
+    expect(command).toBe('repro');
+    expect(existsSync(`${root}${script}`), `start script target ${script} exists`).toBe(true);
+  });
+
+  it('the example script runs the demo, which trains and reports a falling loss', () => {
+    const example = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: { example: string } }).scripts.example;
+    const [cmd, script] = example.split(' ');
     expect(cmd).toBe('node');
     expect(existsSync(`${root}${script}`), `start script target ${script} exists`).toBe(true);
     const out = execFileSync(process.execPath, [`${root}${script}`, '--steps', '60'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
