@@ -148,9 +148,14 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
  */
 function writeCheckpointModelConfig(dir: string, config: Record<string, unknown>): void {
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.config.json.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');
-  renameSync(tmp, join(dir, 'config.json'));
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+}
+
+/** Writes `file` through a temporary file renamed into place: a crash never leaves it half-written. */
+export function writeFileAtomic(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
 }
 
 /** A fixed held-out batch (the first windows of the held-out split) for evaluation during training. */

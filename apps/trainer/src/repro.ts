@@ -12,7 +12,7 @@
 //                         without link emulation, overlap fractions (systems.ts)
 //   report                results.md (+ results.json): Table 1 (perplexity, multiple choice), Table 2 (KL,
 //                         top-1 agreement, the ablations) and Table 3 (systems) per family, and the curves
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { TokenDataset } from '@farskip/distill';
@@ -21,7 +21,7 @@ import { evaluationReport } from '@farskip/eval';
 import type { ReportRow } from '@farskip/eval';
 import type { FarSkipOptions } from '@farskip/layers';
 import { loadModel } from '@farskip/models';
-import { prepareData, runTraining } from './commands.js';
+import { prepareData, runTraining, writeFileAtomic } from './commands.js';
 import type { Command } from './commands.js';
 import { loadConfig } from './config.js';
 import type { TrainerConfig } from './config.js';
@@ -89,7 +89,7 @@ export async function runRepro(options: { quick?: boolean; out?: string; docs?: 
     const t0 = performance.now();
     const result = await fn();
     stages[name] = { seconds: (performance.now() - t0) / 1000, result };
-    writeAtomic(stateFile, JSON.stringify(stages, null, 2) + '\n');
+    writeFileAtomic(stateFile, JSON.stringify(stages, null, 2) + '\n');
     return result;
   };
 
@@ -187,8 +187,8 @@ async function writeResults(out: string, profile: ReproProfile, unigram: number,
     lines.push(`![${f.key} pretraining](${f.key}-pretrain.png) ![${f.key} students: KL (FCSD) and cross-entropy (SFT)](${f.key}-students.png)`, '');
   }
   const file = join(out, 'results.md');
-  writeAtomic(file, lines.join('\n'));
-  writeAtomic(join(out, 'results.json'), JSON.stringify({ profile, unigramPerplexity: unigram, families }, null, 2) + '\n');
+  writeFileAtomic(file, lines.join('\n'));
+  writeFileAtomic(join(out, 'results.json'), JSON.stringify({ profile, unigramPerplexity: unigram, families }, null, 2) + '\n');
   return file;
 }
 
@@ -234,10 +234,4 @@ function systemsTable(s: SystemsResult): string[] {
     out.push(`| ${r.link ?? 'none'} | ${r.variant === 'standard' ? 'standard (blocking)' : 'FarSkip (overlapped)'} | ${r.trainStepMs.toFixed(0)} | ${(std.trainStepMs / r.trainStepMs).toFixed(2)}× | ${r.prefillMs.toFixed(0)} | ${(std.prefillMs / r.prefillMs).toFixed(2)}× | ${pct(r.overlapForward)} | ${pct(r.overlapBackward)} | ${pct(r.commShare)} |`);
   }
   return out;
-}
-
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
 }
