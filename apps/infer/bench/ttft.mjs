@@ -20,8 +20,8 @@ const ARCH = quick
   ? { hidden: 64, heads: 4, kvHeads: 2, experts: 8, topK: 2, expertHidden: 64, shared: 64 }
   // top-4: the routed experts dominate the MoE as in the paper's models (DeepSeek-V3 top-8 of 256 + 1 shared,
   // Qwen3-30B-A3B top-8 of 128); the fused attention + shared all-reduce hides behind them. With top-2 (routed =
-  // shared compute) that all-reduce's transfer equalled the routed compute and a GC pause on either rank exposed it
-  // (overlap 76-95 % over 3 prefills, against 94-100 % with top-4, same link share).
+  // shared compute) that all-reduce's transfer equalled the routed compute: a probe of 3 prefills per model (FarSkip,
+  // link at the same share, not committed) gave 76-95 % overlap with top-2 and 94-100 % with top-4.
   : { hidden: 512, heads: 8, kvHeads: 4, experts: 16, topK: 4, expertHidden: 256, shared: 512 };
 const PROMPTS = quick ? [32, 64] : [512, 1024, 2048];
 const BATCHES = [1, 2];
@@ -94,7 +94,7 @@ async function driver() {
     `TP/EP = 2 on the threads backend: 2 ranks (worker threads of one process), FARSKIP_NUM_THREADS=1 (one core each); tokens replicated, attention heads, shared and routed experts split; every layer all-reduces its outputs (original: attention, shared, routed = 3 blocking all-reduces of [T, ${ARCH.hidden}] f32; FarSkip: attention + shared fused into one all-reduce hidden behind the routed experts, the routed all-reduce hidden behind the next layer's attention).`,
     `Link: bandwidth chosen from the calibration run so that the original's 3 all-reduces per layer take ${TARGET_COMM_SHARE * 100} % of its blocking layer time at ${CALIBRATE_AT} tokens (comm = ${TARGET_COMM_SHARE}/(1-${TARGET_COMM_SHARE}) × compute); 20 µs latency per message; the comm worker sleeps for bytes / bandwidth (no CPU), so it models a link, not a NIC's CPU cost.`,
     'TTFT = time from submit to the first sampled token (prefill of the whole prompt + lm head on the last position + sampling), engine on rank 0 (what the server runs), best of 3 repetitions; with 2 requests arriving together the prefills run one after the other (no chunked or batched prefill), so the mean TTFT is ~1.5 prefills.',
-    `Overlap = hidden / total communication time of the prefill forward from the tracer (rank 0, ${PROMPTS[PROMPTS.length - 1]} tokens, best of 3 prefills; all three in overlapRuns). GC pauses = this rank's V8 garbage-collection pause time during that prefill: a pause on one rank (every op allocates its output; each 64 MB of new array buffers triggers a major GC) leaves the other rank blocked in the collective it is in, which the tracer rightly counts as exposed. overlapOutsideGcRuns: per prefill, the share of communication time during which either rank paused for GC (gcAffectedCommShare; both ranks' pauses are recorded) and the overlap of the collectives no pause touched. FarSkip cannot hide the last layer's routed all-reduce (the final norm needs the full stream): 1 of ${2 * LAYERS} all-reduces is exposed, a bound of ${(100 * (1 - 1 / (2 * LAYERS))).toFixed(1)} %.`,
+    `Overlap = hidden / total communication time of the prefill forward from the tracer (rank 0, ${PROMPTS[PROMPTS.length - 1]} tokens, best of 3 prefills; all three in overlapRuns). GC pauses = this rank's V8 garbage-collection pause time during that prefill: a pause on one rank (every op allocates its output; each 64 MB of new array buffers triggers a major GC) leaves the other rank blocked in the collective it is in, which the tracer rightly counts as exposed. overlapOutsideGcRuns: per prefill, the share of communication time during which either rank paused for GC (gcAffectedCommShare; both ranks' pauses are recorded) and the overlap of the collectives no pause touched. The last layer runs for the last position only (outputs \'last\': only its logits are sampled), so its two all-reduces carry one row per sequence and their exposure is negligible.`,
     'Decode tokens/s = generated tokens after the first / time from the first to the last token, all sequences of the batch in one decode forward per step.',
     'Server overhead: the same request (token-id prompt, greedy max_tokens) on one rank and a 2-layer model, interleaved with Engine.complete of the same work (what `generate` runs); overheadMs = the median of the server\'s own Server-Timing (request arrival to response, minus the engine\'s submit-to-finish); clientObservedOverheadMs = the median of paired (HTTP round trip - Engine.complete), which adds loopback TCP and the in-process client\'s request and JSON handling.',
   ];
@@ -285,12 +285,7 @@ async function rankMain() {
 /** [issued, completed, exposed] of every collective of the trace */
 function commSpans(tracer) {
   const out = [];
-  for (const s of tracer.spans) {
-    if (s.kind === 'compute' || s.completed === undefined) continue;
-    let exposed = 0;
-    for (const i of tracer.idle) if (i.phase === s.phase) exposed += Math.max(0, Math.min(i.end, s.completed) - Math.max(i.start, s.issued));
-    out.push([s.issued, s.completed, Math.min(s.completed - s.issued, exposed)]);
-  }
+  for (const s of tracer.spans) if (s.kind === 'comm' && s.completed !== undefined) out.push([s.issued, s.completed, tracer.exposedMs(s)]);
   return out;
 }
 
@@ -313,14 +308,11 @@ function exposureByCollective(tracer) {
   const out = {};
   for (const s of tracer.spans) {
     if (s.kind === 'compute' || s.completed === undefined) continue;
-    const total = Math.max(0, s.completed - s.issued);
-    let exposed = 0;
-    for (const i of tracer.idle) if (i.phase === s.phase) exposed += Math.max(0, Math.min(i.end, s.completed) - Math.max(i.start, s.issued));
     const key = s.name.startsWith(`layer${LAYERS - 1}.`) ? `last layer: ${s.name.replace(/^layer\d+\./, '')}` : s.name.replace(/^layer\d+\./, '');
     const e = (out[key] ??= { count: 0, commMs: 0, exposedMs: 0 });
     e.count++;
-    e.commMs += total;
-    e.exposedMs += Math.min(total, exposed);
+    e.commMs += s.completed - s.issued;
+    e.exposedMs += tracer.exposedMs(s);
   }
   return out;
 }

@@ -121,16 +121,17 @@ export async function handleCompletion(kind: Kind, body: unknown, res: ServerRes
   await done;
   cx.metrics.e2e.observe((performance.now() - cx.arrival) / 1000);
   const failed = choices.find((c) => c.finish === 'error');
+  const failure = failed ? new ApiError(500, `generation failed: ${failed.error?.message ?? 'engine error'}`) : null;
   if (res.destroyed || choices.every((c) => c.finish === 'cancelled')) return 499; // client closed the request
   const usage = { prompt_tokens: choices.filter((_, i) => i % p.n === 0).reduce((s, c) => s + c.prompt.length, 0), completion_tokens: choices.reduce((s, c) => s + c.tokens.length, 0), total_tokens: 0 };
   usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
   if (stream) {
-    if (failed) stream.send(new ApiError(500, `generation failed: ${failed.error?.message ?? 'engine error'}`).toJSON());
+    if (failure) stream.send(failure.toJSON());
     if (p.includeUsage) stream.send({ id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created, model: cx.modelId, choices: [], usage });
     stream.end();
     return 200;
   }
-  if (failed) throw new ApiError(500, `generation failed: ${failed.error?.message ?? 'engine error'}`);
+  if (failure) throw failure;
   const body2 = kind === 'chat'
     ? { id, object: 'chat.completion', created, model: cx.modelId, choices: choices.map((c) => chatChoice(c, p, cx.tokenizer)), usage }
     : { id, object: 'text_completion', created, model: cx.modelId, choices: choices.map((c) => completionChoice(c, p, cx.tokenizer)), usage };

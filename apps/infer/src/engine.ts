@@ -62,6 +62,9 @@ export interface EngineOptions {
   world?: Communicator;
 }
 
+/** The engine's defaults; Engine.follow must use the same slots and length as rank 0's engine. */
+const DEFAULTS = { maxBatch: 8, maxModelLen: 2048, maxQueue: 64 };
+
 export class QueueFullError extends Error {
   constructor(readonly limit: number) {
     super(`the server is at capacity: ${limit} requests are already waiting; retry later`);
@@ -116,13 +119,13 @@ export class Engine {
   private loop: Promise<void> | null = null;
   /** set when the engine failed (a forward threw, a peer died): every later submit fails with it */
   failure: Error | null = null;
-  /** forwards run and tokens produced, for /metrics */
+  /** steps, tokens and batch shapes (tests and diagnostics) */
   readonly counters = { prefillTokens: 0, decodeTokens: 0, steps: 0, maxDecodeBatch: 0, raggedDecodeSteps: 0 };
 
   constructor(readonly model: CausalLM, readonly options: EngineOptions = {}) {
-    this.maxBatch = options.maxBatch ?? 8;
-    this.maxModelLen = options.maxModelLen ?? 2048;
-    this.maxQueue = options.maxQueue ?? 64;
+    this.maxBatch = options.maxBatch ?? DEFAULTS.maxBatch;
+    this.maxModelLen = options.maxModelLen ?? DEFAULTS.maxModelLen;
+    this.maxQueue = options.maxQueue ?? DEFAULTS.maxQueue;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new Error(`Engine: maxBatch ${this.maxBatch} must be a positive integer`);
     if (!Number.isInteger(this.maxModelLen) || this.maxModelLen < 2) throw new Error(`Engine: maxModelLen ${this.maxModelLen} must be an integer >= 2`);
     if (options.world && options.world.rank !== 0) throw new Error('Engine: only world rank 0 runs the engine; the other ranks call Engine.follow');
@@ -186,7 +189,12 @@ export class Engine {
 
   private fail(e: Error): void {
     this.failure = e;
-    for (const s of [...this.waiting, ...this.running.values()]) this.finish(s, 'error', e);
+    this.endAll('error', e);
+  }
+
+  /** Ends every waiting and running sequence. */
+  private endAll(reason: FinishReason, error?: Error): void {
+    for (const s of [...this.waiting, ...this.running.values()]) this.finish(s, reason, error);
     this.waiting.length = 0;
     this.running.clear();
   }
@@ -207,9 +215,7 @@ export class Engine {
       // let the event loop run (new requests, disconnects) between steps
       await new Promise((res) => setImmediate(res));
     }
-    for (const s of [...this.waiting, ...this.running.values()]) this.finish(s, 'cancelled');
-    this.waiting.length = 0;
-    this.running.clear();
+    this.endAll('cancelled');
     if (this.channel) await this.channel.send({ kind: 'shutdown', prefills: [], decodes: [] });
   }
 
@@ -274,7 +280,7 @@ export class Engine {
     s.hooks.onToken?.(token, { logprobs: lp, stop });
     if (s.cancelReason) return; // the hook found a stop string: cancel() asked for 'stop'
     if (stop) this.release(s, 'stop');
-    else if (s.generated.length >= p.maxNewTokens || p.prompt.length + s.generated.length >= this.maxModelLen) this.release(s, 'length');
+    else if (s.generated.length >= p.maxNewTokens) this.release(s, 'length'); // submit() kept prompt + maxNewTokens within the model length
   }
 
   private release(s: Sequence, reason: FinishReason): void {
@@ -294,7 +300,7 @@ export class Engine {
    * A dead rank 0 surfaces as the collective's error (peer failed or timeout), never a hang.
    */
   static async follow(model: CausalLM, world: Communicator, options: Omit<EngineOptions, 'world'> = {}): Promise<void> {
-    const caches = attachKVCaches(model, options.maxBatch ?? 8, options.maxModelLen ?? 2048);
+    const caches = attachKVCaches(model, options.maxBatch ?? DEFAULTS.maxBatch, options.maxModelLen ?? DEFAULTS.maxModelLen);
     const channel = new PlanChannel(world);
     try {
       for (;;) {

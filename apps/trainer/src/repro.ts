@@ -116,8 +116,7 @@ export async function runRepro(options: { quick?: boolean; out?: string; docs?: 
     const fcsdLast = await stage(`${f.key}: fcsd-last50`, train('distill', 'fcsd-last50', { ...student, farskip: last50 }));
     const rows = await stage(`${f.key}: eval`, async () => {
       const original = loadModel(base.modelDir);
-      const trained = (dir: string) => loadModel(dir);
-      const m1 = trained(fcsd.modelDir), m2 = trained(sft.modelDir), m3 = trained(fcsdLast.modelDir);
+      const m1 = loadModel(fcsd.modelDir), m2 = loadModel(sft.modelDir), m3 = loadModel(fcsdLast.modelDir);
       return scoreModels(config({ data: dataDir }), original, [
         { name: 'original', model: original, farskip: null },
         { name: 'converted (100 %), untrained', model: original, farskip: full },

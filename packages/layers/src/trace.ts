@@ -93,6 +93,15 @@ export class Tracer {
     this.idle.length = 0;
   }
 
+  /** ms a completed collective was in flight while this rank was idle (waiting on it or on anything else). */
+  exposedMs(s: CommSpan & { completed: number }): number {
+    let exposed = 0;
+    for (const i of this.idle) {
+      if (i.phase === s.phase) exposed += Math.max(0, Math.min(i.end, s.completed) - Math.max(i.start, s.issued));
+    }
+    return Math.min(Math.max(0, s.completed - s.issued), exposed);
+  }
+
   /** Overlap statistics of one pass (or both). */
   stats(phase?: TracePhase): OverlapStats {
     let commMs = 0, exposedMs = 0, computeMs = 0, count = 0;
@@ -100,14 +109,8 @@ export class Tracer {
       if (phase && s.phase !== phase) continue;
       if (s.kind === 'compute') { computeMs += s.end - s.start; continue; }
       if (s.completed === undefined) continue;
-      const total = Math.max(0, s.completed - s.issued);
-      let exposed = 0;
-      for (const i of this.idle) {
-        if (i.phase === s.phase) exposed += Math.max(0, Math.min(i.end, s.completed) - Math.max(i.start, s.issued));
-      }
-      exposed = Math.min(total, exposed);
-      commMs += total;
-      exposedMs += exposed;
+      commMs += Math.max(0, s.completed - s.issued);
+      exposedMs += this.exposedMs(s as CommSpan & { completed: number });
       count++;
     }
     return { count, commMs, exposedMs, overlap: commMs > 0 ? (commMs - exposedMs) / commMs : 1, computeMs };
