@@ -110,7 +110,10 @@ async function build() {
   }
   for (const r of res) if (r.err) process.stderr.write(r.err);
   const tmp = `${lib}.tmp${process.pid}`;
-  const link = await run(CC, ['-shared', '-pthread', '-o', tmp, ...units.map((u) => u[1]), '-lm']);
+  // -z nodelete: the library's thread pool outlives any one loader. Under the threads backend every rank (a worker
+  // thread) loads it through koffi; when the last of them exits, dlclose would unmap code the pool's threads are
+  // parked in, and the next launch in the same process would crash or hang.
+  const link = await run(CC, ['-shared', '-pthread', '-Wl,-z,nodelete', '-o', tmp, ...units.map((u) => u[1]), '-lm']);
   if (link.code !== 0) {
     process.stderr.write(link.err);
     rmSync(tmp, { force: true });
