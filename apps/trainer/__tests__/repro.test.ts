@@ -1,4 +1,4 @@
-// `farskip-train repro --quick` end to end on the embedded corpus (the built CLI, about a minute on 2 cores): the
+// `farskip-train repro --quick` end to end on the embedded corpus (the built CLI, about 3 minutes on 2 cores): the
 // orderings the paper reports must hold at this scale — pretrained models clear the unigram bar, the untrained
 // conversion moves the model away from the original, FCSD brings it most of the way back, and FCSD beats the SFT
 // baseline on KL to the original; a second run finds every stage cached.
@@ -24,27 +24,34 @@ describe.skipIf(!existsSync(cli))('repro --quick (needs the built app)', () => {
       const row = (name: string): Row => f.rows.find((r) => r.name === name)!;
       const original = row('original'), untrained = row('converted (100 %), untrained'), fcsd = row('FCSD (100 %)'), sft = row('SFT (100 %)');
       expect(original.perplexity, f.key).toBeLessThan(0.6 * res.unigramPerplexity);
-      expect(untrained.perplexity, f.key).toBeGreaterThan(original.perplexity);
+      // the untrained conversion is clearly worse (the paper's collapse, in miniature: +8 % / +24 % here)
+      expect(untrained.perplexity, f.key).toBeGreaterThan(1.05 * original.perplexity);
       expect(untrained.top1, f.key).toBeLessThan(0.99);
       // FCSD closes most of the gap the conversion opened (KL to the original), and beats SFT on it
       expect(fcsd.kl, f.key).toBeLessThan(0.5 * untrained.kl);
       expect(sft.kl, f.key).toBeGreaterThan(fcsd.kl);
     }
-    // Table 3: both models, with and without the emulated link, times and overlap fractions measured
-    const sys = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).families[0].systems as { link: string; rows: { link: string | null; variant: string; trainStepMs: number; prefillMs: number; overlapForward: number }[] };
-    expect(sys.rows.map((r) => `${r.link === null ? 'none' : 'link'}:${r.variant}`)).toEqual(['none:standard', 'none:farskip', 'link:standard', 'link:farskip']);
-    for (const r of sys.rows) {
-      expect(r.trainStepMs).toBeGreaterThan(r.prefillMs);
-      expect(r.overlapForward).toBeGreaterThanOrEqual(0);
-      expect(r.overlapForward).toBeLessThanOrEqual(1);
+    // Table 3: training step (EP = 2) and prefill (TP = 2, or EP = 2 for MLA), both models, with and without each
+    // one's calibrated link; times and overlap fractions measured
+    for (const [i, prefillMesh] of [[0, 'ep'], [1, 'tp']] as const) {
+      const sys = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).families[i].systems as { links: Record<string, string>; rows: { measure: string; mesh: string; link: string | null; variant: string; ms: number; overlapForward: number; overlapBackward: number | null }[] };
+      expect(sys.rows.map((r) => `${r.measure}/${r.mesh}:${r.link === null ? 'none' : r.link}:${r.variant}`)).toEqual([
+        'train/ep:none:standard', 'train/ep:none:farskip', `prefill/${prefillMesh}:none:standard`, `prefill/${prefillMesh}:none:farskip`,
+        `train/ep:${sys.links.train}:standard`, `train/ep:${sys.links.train}:farskip`, `prefill/${prefillMesh}:${sys.links.prefill}:standard`, `prefill/${prefillMesh}:${sys.links.prefill}:farskip`]);
+      for (const r of sys.rows) {
+        expect(r.ms).toBeGreaterThan(0);
+        expect(r.overlapForward).toBeGreaterThanOrEqual(0);
+        expect(r.overlapForward).toBeLessThanOrEqual(1);
+        expect(r.overlapBackward === null).toBe(r.measure === 'prefill');
+      }
+      for (const l of Object.values(sys.links)) expect(l).toMatch(/^[0-9.e+-]+GB\/s,20us$/);
     }
-    expect(sys.link).toMatch(/GB\/s/);
     const md = readFileSync(join(out, 'results.md'), 'utf8');
-    expect(md).toMatch(/\| link \| model \| training step/);
+    expect(md).toMatch(/\| measure \| link \| model \| time \(ms\)/);
     expect(md).toMatch(/## DeepSeek-style/);
     expect(md).toMatch(/## Qwen3-style/);
     for (const f of ['deepseek-pretrain.png', 'deepseek-students.png', 'qwen3-pretrain.png', 'qwen3-students.png']) expect(existsSync(join(out, f)), f).toBe(true);
     const second = run();
     expect(second.match(/skipped/g)?.length).toBe(14);
-  });
+  }, 900_000); // ~3 minutes alone on 2 cores; CI runs other test files beside it
 });

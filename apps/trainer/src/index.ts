@@ -7,3 +7,5 @@ export { renderCurves } from './plots.js';
 export { evaluateModel } from './evaluate.js';
 export { claims, FAMILIES, PROFILES, runRepro, unigramPerplexity } from './repro.js';
 export type { ReproProfile, ReproResult } from './repro.js';
+export { measureSystems } from './systems.js';
+export type { SystemsMeasure, SystemsMesh, SystemsResult, SystemsRow } from './systems.js';
