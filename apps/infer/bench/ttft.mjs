@@ -75,11 +75,8 @@ async function driver() {
   const cal = await run(false, null, 'calibration');
   // original connectivity: 3 blocking all-reduces of [T, hidden] f32 per layer (attention, shared, routed experts)
   const bytes = CALIBRATE_AT * ARCH.hidden * 4;
-  const computeMs = cal.calibration.computeMsPerLayer;
-  // 3·bytes/bw = share / (1 - share) · compute  =>  bw
-  const commMs = (TARGET_COMM_SHARE / (1 - TARGET_COMM_SHARE)) * computeMs;
-  const gbs = (3 * bytes) / (commMs * 1e6);
-  const link = `${gbs.toPrecision(3)}GB/s,20us`;
+  const { linkForCommShare } = await import('@farskip/collectives');
+  const link = linkForCommShare(3 * bytes, cal.calibration.computeMsPerLayer, TARGET_COMM_SHARE);
   const rows = [];
   for (const l of [null, link]) {
     for (const farskip of [false, true]) {

@@ -8,7 +8,7 @@
 // ≈ 30 % of its time in collectives; overlap fractions from the tracer. measureSystems() runs in the driver; the
 // ranks run systems-rank.ts.
 import { fileURLToPath } from 'node:url';
-import { launch } from '@farskip/collectives';
+import { launch, linkForCommShare } from '@farskip/collectives';
 
 export type SystemsMeasure = 'train' | 'prefill';
 /** ep: EP = 2, all-to-all form, every rank its own tokens; tp: TP = EP = 2, all-reduce form, tokens replicated */
@@ -67,13 +67,8 @@ export async function measureSystems(modelDir: string, o: { batch: number; seq: 
   return { ranks: 2, tokensPerRank: o.batch * o.seq, reps, links, rows };
 }
 
-/**
- * The link bandwidth at which the standard run's collectives would take TARGET_COMM_SHARE of it: its bytes and the
- * time it computes (wall minus blocked) give comm = share / (1 − share) × compute = bytes / bandwidth.
- */
+/** The link at which the standard run's collectives (its bytes beside the time it computed) take TARGET_COMM_SHARE of it. */
 function calibratedLink(rows: SystemsRow[], measure: SystemsMeasure): string {
   const std = rows.find((r) => r.measure === measure && r.variant === 'standard')!;
-  const computeMs = std.ms * (1 - std.commShare);
-  const commMs = (TARGET_COMM_SHARE / (1 - TARGET_COMM_SHARE)) * computeMs;
-  return `${(std.commBytes / (commMs * 1e6)).toPrecision(3)}GB/s,20us`;
+  return linkForCommShare(std.commBytes, std.ms * (1 - std.commShare), TARGET_COMM_SHARE);
 }

@@ -3,7 +3,7 @@
 // 0, uneven all-to-all splits with zero counts, split sub-groups used concurrently, 50 in-flight mixed operations,
 // and overlap with a busy rank thread.
 import { afterAll, describe, expect, it } from 'vitest';
-import { createThreadsWorld, threadsSharedLike } from '@farskip/collectives';
+import { createThreadsWorld, linkForCommShare, parseLinkEmulation, threadsSharedLike } from '@farskip/collectives';
 import type { ReduceOp, ThreadsCommunicator } from '@farskip/collectives';
 
 function rng(seed: number): () => number {
@@ -197,5 +197,14 @@ describe('threads backend: groups, ordering, overlap', () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(7.5);
     expect(bufs[0]![0]).toBe(2);
     for (const c of comms) c.destroy();
+  });
+
+  it('linkForCommShare: the calibrated link makes the bytes take share / (1 - share) of the compute time', () => {
+    const spec = linkForCommShare(3e6, 70, 0.3); // comm = 0.3 / 0.7 × 70 ms = 30 ms for 3 MB => 0.1 GB/s
+    expect(spec).toBe('0.100GB/s,20us');
+    const link = parseLinkEmulation(spec)!;
+    expect((3e6 / link.bytesPerSecond) * 1e3).toBeCloseTo(30, 6);
+    expect(link.latencySeconds).toBeCloseTo(20e-6, 12);
+    expect(() => linkForCommShare(3e6, 70, 1)).toThrow(/0 < share < 1/);
   });
 });

@@ -4,6 +4,6 @@ export { ThreadsCommunicator } from './communicator.js';
 export type { ThreadsBootstrap, ThreadsOptions } from './communicator.js';
 export { createThreadsWorld, wireThreadsWorld, bootstrapTransfer as threadsBootstrapTransfer } from './world.js';
 export type { ThreadsWorldWiring } from './world.js';
-export { parseLinkEmulation } from './protocol.js';
+export { linkForCommShare, parseLinkEmulation } from './protocol.js';
 export type { LinkEmulation } from './protocol.js';
 export { sharedLike as threadsSharedLike } from './staging.js';

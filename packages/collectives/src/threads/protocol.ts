@@ -71,6 +71,19 @@ export function parseLinkEmulation(spec: string | undefined): LinkEmulation | nu
 }
 
 /**
+ * The link emulation spec under which collectives putting `bytes` on each rank's link (as `emulatedSeconds` counts
+ * them) take `share` of a run that otherwise computes for `computeMs`: comm = share / (1 − share) × compute =
+ * bytes / bandwidth. How benchmarks calibrate a link to a target communication share.
+ */
+export function linkForCommShare(bytes: number, computeMs: number, share: number, latency = '20us'): string {
+  if (!(bytes > 0) || !(computeMs > 0) || !(share > 0 && share < 1)) {
+    throw new Error(`linkForCommShare: need bytes > 0, computeMs > 0 and 0 < share < 1, got ${bytes}, ${computeMs}, ${share}`);
+  }
+  const commMs = (share / (1 - share)) * computeMs;
+  return `${(bytes / (commMs * 1e6)).toPrecision(3)}GB/s,${latency}`;
+}
+
+/**
  * Time the operation would take on a ring of links (the model NCCL's bus bandwidth uses): `steps` messages of
  * latency each plus the bytes this rank puts on its link.
  */
