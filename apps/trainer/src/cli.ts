@@ -10,7 +10,7 @@ commands:
   distill    FarSkip-Collective self-distillation: --model <dir> is the teacher; the student is its FarSkip conversion
   sft        the distillation baseline: --model converted to FarSkip (--farskip), trained on cross-entropy
   repro      the paper's tables in miniature on the embedded corpus (--quick: a minutes-long profile; --out dir;
-             --docs dir: write results.md and the curves there):
+             --docs dir: write results.md and the curves there; --lanes N: training stages run at once, default 2):
              two MoE families pretrained, converted, FCSD / SFT / last-50 % FCSD, evaluated (cached stages)
   eval       report: --model original / FarSkip-converted untrained / --student trained, side by side (held-out
              perplexity, bits per byte, SOTU multiple-choice acc and acc_norm, KL and top-1 vs the original)
@@ -31,7 +31,11 @@ async function main(argv: string[]): Promise<void> {
   delete flags.taskLimit;
   if (command === 'repro') {
     const { runRepro } = await import('./repro.js');
-    const r = await runRepro({ quick: flags.quick === true, out: typeof flags.out === 'string' ? flags.out : undefined, docs: typeof flags.docs === 'string' ? flags.docs : undefined });
+    if (flags.lanes !== undefined && (typeof flags.lanes !== 'number' || !Number.isInteger(flags.lanes) || flags.lanes < 1)) {
+      throw new Error(`--lanes ${String(flags.lanes)}: expected a whole number ≥ 1 (training stages run at once; default 2 on 2+ cores)`);
+    }
+    const r = await runRepro({ quick: flags.quick === true, out: typeof flags.out === 'string' ? flags.out : undefined, docs: typeof flags.docs === 'string' ? flags.docs : undefined,
+      lanes: flags.lanes as number | undefined });
     console.log(`repro done: ${r.resultsFile}`);
     return;
   }

@@ -63,9 +63,12 @@ export function newModelConfig(cfg: TrainerConfig, vocab: number): Record<string
 
 export interface RunResult { metrics: StepMetrics[]; modelDir: string; stoppedEarly: boolean }
 
-/** pretrain / distill / sft. */
+/**
+ * pretrain / distill / sft. `report`, when given, receives every step's metrics instead of the progress display
+ * (the repro pipeline forwards them from its child processes to one display of all running stages).
+ */
 export async function runTraining(command: Exclude<Command, 'eval'>, cfg: TrainerConfig, log: (s: string) => void = console.log,
-  ctx?: ParallelContext): Promise<RunResult> {
+  ctx?: ParallelContext, report?: (m: StepMetrics) => void): Promise<RunResult> {
   const rank = ctx?.world.rank ?? 0;
   const ranks = ctx?.world.size ?? 1;
   const lead = rank === 0;
@@ -105,7 +108,7 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
     return sftLoss(await student.forward(ids), heldout.targets).item();
   });
   const metricsFile = join(cfg.out, 'metrics.jsonl');
-  const progress = lead ? new Progress(cfg.steps) : null;
+  const progress = lead && !report ? new Progress(cfg.steps) : null;
   const trainer = new Trainer({
     student, teacher, data: loader, checkpointDir: join(cfg.out, 'checkpoints'), evaluate, ctx,
     config: {
@@ -119,7 +122,8 @@ export async function runTraining(command: Exclude<Command, 'eval'>, cfg: Traine
       if (!lead) return;
       // loss and tokens are already over all ranks (the Trainer averages / sums them over the dense group)
       appendFileSync(metricsFile, JSON.stringify({ command, ranks, tp: cfg.tp, ep: cfg.ep, ...m }) + '\n');
-      progress!.update(m);
+      if (report) report(m);
+      else progress!.update(m);
     },
   });
   if (cfg.resume) {

@@ -6,6 +6,7 @@ export type { Command, RunResult } from './commands.js';
 export { renderCurves } from './plots.js';
 export { evaluateModel } from './evaluate.js';
 export { claims, FAMILIES, PROFILES, runRepro, unigramPerplexity } from './repro.js';
-export type { ReproProfile, ReproResult } from './repro.js';
+export type { ReproOptions, ReproProfile, ReproResult, SystemsScale } from './repro.js';
+export type { FamilyResult, RunTiming } from './repro-report.js';
 export { measureSystems } from './systems.js';
 export type { SystemsMeasure, SystemsMesh, SystemsResult, SystemsRow } from './systems.js';
