@@ -47,7 +47,7 @@ __device__ void fs_load_tile(float *tile, int ld, const T *base, int j0, int n, 
 template <typename T>
 __device__ void attn_fwd_block(int b, int Tq, int Tk, int Hq, int Hkv, int D, int Dv, float scale, int causal,
                                const T *q, const T *kb, const T *vb, T *o, float *lse) {
-  extern __shared__ float fs_smem[];
+  FS_DYN_SMEM(fs_smem);
   float *Ks = fs_smem, *Vs = Ks + FS_WARP * (D + 1), *qs = Vs + FS_WARP * Dv;
   const int group = Hq / Hkv, kvh = blockIdx.y, lane = threadIdx.x, w = threadIdx.y;
   const int rows = Tq * group, rr = blockIdx.x * FS_ATTN_W + w;
@@ -143,7 +143,7 @@ template <typename T>
 __device__ void attn_bwd_dq_impl(int B, int Tq, int Tk, int Hq, int Hkv, int D, int Dv, float scale, int causal,
                                  const T *q, const T *k, const T *v, const float *lse, const float *delta,
                                  const T *dout, T *dq) {
-  extern __shared__ float fs_smem[];
+  FS_DYN_SMEM(fs_smem);
   float *Ks = fs_smem, *Vs = Ks + FS_WARP * (D + 1), *qs = Vs + FS_WARP * (Dv + 1), *dos = qs + FS_ATTN_W * D;
   const int b = blockIdx.z;
   if (b >= B) return;
@@ -203,7 +203,7 @@ template <typename T>
 __device__ void attn_bwd_dkdv_impl(int B, int Tq, int Tk, int Hq, int Hkv, int D, int Dv, float scale, int causal,
                                    const T *q, const T *k, const T *v, const float *lse, const float *delta,
                                    const T *dout, T *dk, T *dv) {
-  extern __shared__ float fs_smem[];
+  FS_DYN_SMEM(fs_smem);
   float *Qs = fs_smem, *dOs = Qs + FS_WARP * (D + 1), *ls = dOs + FS_WARP * (Dv + 1), *dls = ls + FS_WARP;
   float *ks = dls + FS_WARP, *vs = ks + FS_ATTN_W * D;
   const int b = blockIdx.z;

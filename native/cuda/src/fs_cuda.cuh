@@ -21,6 +21,14 @@
 #define FS_SHFL(v, src) __shfl_sync(0xffffffffu, (v), (src))
 #endif
 
+// dynamic shared memory (sharedBytes of the launch) as a float array; the CPU emulation (native/cuda/emu) hands
+// out a per-block buffer instead
+#ifdef FS_EMU
+#define FS_DYN_SMEM(name) float *name = fs_emu_dyn_smem()
+#else
+#define FS_DYN_SMEM(name) extern __shared__ float name[]
+#endif
+
 // max warps per block (blocks are at most 1024 threads)
 #define FS_MAX_WARPS (1024 / FS_WARP)
 
