@@ -69,12 +69,6 @@ __device__ __forceinline__ float fs_warp_max(float v) {
   return v;
 }
 
-__device__ __forceinline__ double fs_warp_sum_f64(double v) {
-#pragma unroll
-  for (int m = FS_WARP / 2; m > 0; m >>= 1) v += FS_SHFL_XOR(v, m);
-  return v;
-}
-
 // ---- block reductions over a 1-D block (blockDim.x a multiple of FS_WARP, <= 1024; every thread gets the
 // result). `scratch` is FS_MAX_WARPS floats of shared memory; the call starts with a barrier, so back-to-back
 // reductions may share one scratch. Every thread of the block must call it. --------------------------------
