@@ -30,7 +30,6 @@ function evalDim(e: number | string, scope: Record<string, number>): number {
   if (typeof e === 'number') return e;
   const keys = Object.keys(scope);
   const cdiv = (a: number, b: number) => Math.ceil(a / b);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const f = new Function('cdiv', 'min', 'WARP', ...keys, `return (${e});`) as (...a: unknown[]) => number;
   const v = f(cdiv, Math.min, WARP, ...keys.map((k) => scope[k]));
   if (!Number.isInteger(v) || v < 0) throw new Error(`launch rule '${e}' gave ${v}`);
