@@ -1,10 +1,10 @@
 // fs_emu.cpp: runtime of the CPU emulation (see fs_emu.h): memory, launch, barriers, shuffles, atomics.
 // Blocks run one after another. The threads of a block are fibers (ucontext) on the calling OS thread, scheduled
-// round-robin in thread order: a fiber runs until it reaches a barrier (__syncthreads, or the two barriers of a warp
-// shuffle) or returns, then the next runnable fiber resumes. A barrier opens when every live thread of its scope
-// (block or warp) has arrived; a returned thread leaves every barrier (as on Volta+). No runnable fiber while some
-// have not returned = a deadlock in the kernel's control flow: reported, then abort(). The schedule is
-// deterministic, so a run reproduces exactly.
+// round-robin (in thread order in even blocks, reversed in odd blocks): a fiber runs until it reaches a barrier
+// (__syncthreads, or the two barriers of a warp shuffle) or returns, then the next runnable fiber resumes. A barrier
+// opens when every live thread of its scope (block or warp) has arrived; a returned thread leaves every barrier (as
+// on Volta+). No runnable fiber while some have not returned = a deadlock in the kernel's control flow: reported,
+// then abort(). The schedule is deterministic, so a run reproduces exactly.
 // The launcher looks a kernel up by name in the table that tooling/build-cuda.mjs --emu generates from kernels.json
 // and passes its arguments from 8-byte slots (int / float in the low bytes).
 #include "fs_emu.h"
@@ -118,10 +118,14 @@ int fs_emu_launch(const char *name, int gx, int gy, int gz, int bx, int by, int 
       f.ctx.uc_link = nullptr;
       makecontext(&f.ctx, fiberMain, 0);
     }
+    // odd blocks run their threads in reverse order: a read of shared memory that lacks its barrier gives
+    // different results under the two orders
+    const bool reverse = ((x + y + z) & 1) != 0;
     int left = nt;
     while (left > 0) {
       bool progressed = false;
-      for (int t = 0; t < nt; t++) {
+      for (int i = 0; i < nt; i++) {
+        const int t = reverse ? nt - 1 - i : i;
         Fiber &f = fibers[t];
         if (f.done || (f.waitOn && f.waitOn->gen == f.waitGen)) continue;
         f.waitOn = nullptr;

@@ -7,8 +7,8 @@
 // shuffles exchange through per-thread slots between two warp barriers, so they must be reached by every live lane
 // of the warp (the kernels only shuffle warp-uniformly). A thread that returns leaves every barrier (as on Volta+).
 // A barrier that can never open (a deadlock in the kernel's control flow) is reported, then abort().
-// What it cannot show: races between threads that do not meet at a barrier (the fiber schedule is one fixed
-// order), GPU float rounding of expf / logf / sincosf (glibc's are used), register / shared-memory limits, speed.
+// What it cannot show: most races between threads that do not meet at a barrier (there are only two fixed fiber
+// orders: forward in even blocks, reverse in odd ones), GPU float rounding of expf / logf / sincosf (glibc's are used), register / shared-memory limits, speed.
 #pragma once
 
 #include <math.h>
