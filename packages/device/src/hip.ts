@@ -2,8 +2,9 @@
 // made current per thread with hipSetDevice. Module loading and launch are the hipModule* calls, which take the same
 // `void **kernelParams` layout as CUDA (params.ts).
 //
-// UNVERIFIED: no AMD GPU or ROCm install was available while writing this; the collectives fake HIP library checks
-// only the subset the rccl backend uses (init, device count, hipSetDevice, streams, events, hipMalloc, hipMemcpy).
+// UNVERIFIED on hardware: no AMD GPU or ROCm install was available while writing this. The declarations are checked
+// only against a fake library written from the header (__tests__/hip-fake.test.ts), which proves consistency with
+// our reading of hip_runtime_api.h, not with a real libamdhip64.
 // Signatures follow hip_runtime_api.h (ROCm 6): hipMemcpyKind hipMemcpyHostToDevice = 1, hipMemcpyDeviceToHost = 2;
 // hipErrorNoDevice = 100, hipErrorNotReady = 600; hipStreamNonBlocking = 1; hipEventDisableTiming = 2;
 // hipHostMallocPortable = 1. hipDeviceAttribute_t was renumbered in ROCm 5 (CUDA-compatible block first); the values
