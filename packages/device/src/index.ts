@@ -1,5 +1,6 @@
-// @farskip/device: GPU runtime bindings shared by @farskip/tensor and @farskip/collectives (CUDA driver API and
-// HIP runtime through koffi), a caching device allocator and cuBLAS GEMM. Depends on no other @farskip package.
+// @farskip/device: GPU runtime bindings for @farskip/tensor and @farskip/collectives (collectives' nccl/rccl
+// backends use them today): the CUDA driver API and the HIP runtime through koffi, a caching device allocator and
+// cuBLAS GEMM. Depends on no other @farskip package.
 export type { DeviceProperties, Dim3, GpuKind, GpuRuntime, HostMemory, LaunchConfig, PinnedBuffer } from './runtime.js';
 export { GpuError } from './errors.js';
 export { CudaRuntime, cudaDeviceCount } from './cuda.js';

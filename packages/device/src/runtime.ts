@@ -48,7 +48,10 @@ export interface GpuRuntime {
   readonly kind: GpuKind;
   readonly device: number;
   readonly libPath: string;
-  /** Makes this device's context current on the calling thread (every entry point calls it first). */
+  /**
+   * Makes this device's context current on the calling thread. Driver calls act on the current context, so call it
+   * before work on a thread that may have another device current (the constructor, loadModule and memInfo do).
+   */
   makeCurrent(): void;
   properties(): DeviceProperties;
   /** Free and total device memory in bytes, as the driver sees them now. */
