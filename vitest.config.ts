@@ -13,6 +13,8 @@ const trainAlias = { ...modelsAlias, '@farskip/distill': src('distill'), '@farsk
 export default defineConfig({
   test: {
     projects: [
+      // device tests its sources; the GPU block inside skips itself where no libcuda / device is present
+      { test: { name: 'device', root: 'packages/device', include: ['__tests__/**/*.test.ts'], testTimeout: 60_000 } },
       { resolve: { alias }, test: { name: 'tensor', root: 'packages/tensor', include: ['__tests__/**/*.test.ts'] } },
       { resolve: { alias }, test: { name: 'kernels', root: 'packages/kernels', include: ['__tests__/**/*.test.ts'], testTimeout: 60_000 } },
       { resolve: { alias: layersAlias }, test: { name: 'layers', root: 'packages/layers', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Real-GPU smoke test of @farskip/collectives' nccl (or rccl) backend: bundles packages/collectives/src/nccl with
-# esbuild (so the check does not depend on the rest of the package building), then runs nccl_smoke.mjs, which
+# Real-GPU smoke test of @farskip/collectives' nccl (or rccl) backend: bundles packages/collectives/src/nccl (and
+# @farskip/device's sources) with esbuild (so the check does not depend on the packages building), then runs
+# nccl_smoke.mjs, which
 # runs every collective against a host reference on each GPU (world size 1, and all GPUs when there are >= 2),
 # times all-reduce bus bandwidth and prints one JSON document.
 #   tooling/device/nccl_smoke.sh            # NCCL + CUDA driver
@@ -23,7 +24,8 @@ fi
 # the bundle lives under node_modules so that `import 'koffi'` resolves from it
 out=node_modules/.cache/farskip
 mkdir -p "$out"
+# @farskip/device (the CUDA driver / HIP bindings) is bundled from its sources too, so no package build is needed
 node_modules/.bin/esbuild packages/collectives/src/nccl/index.ts --bundle --platform=node --format=esm \
-  --target=node20 --external:koffi --log-level=warning --outfile="$out/nccl-smoke.mjs"
+  --target=node20 --external:koffi --alias:@farskip/device=./packages/device/src/index.ts --log-level=warning --outfile="$out/nccl-smoke.mjs"
 
 FARSKIP_SMOKE_FLAVOR="$flavor" exec node tooling/device/nccl_smoke.mjs "$PWD/$out/nccl-smoke.mjs"

@@ -18,7 +18,7 @@
 import { bytesPer, isDeviceBuffer, REDUCE_OPS } from '../buffers.js';
 import { CollectiveError, type FailureKind } from '../errors.js';
 import type { CommBuffer, Communicator, DeviceBuffer, ReduceOp, Work } from '../types.js';
-import type { GpuRuntime } from './gpu.js';
+import type { GpuRuntime } from '@farskip/device';
 import { NCCL_DTYPE, NCCL_IN_PROGRESS, NCCL_OP, NCCL_RESULT, type NcclLib } from './lib.js';
 
 /** A GPU runtime shared by a communicator and its splits; the context is released with the last of them. */

@@ -2,7 +2,8 @@
 export { NcclCommunicator } from './communicator.js';
 export { initNccl, initRccl, ncclAvailable, rcclAvailable, ncclUniqueId, uniqueIdStoreFrom } from './init.js';
 export type { NcclInitOptions, StringRendezvous, UniqueIdStore } from './init.js';
-export { openGpu, gpuDeviceCount, GpuError } from './gpu.js';
-export type { GpuKind, GpuRuntime } from './gpu.js';
+// the GPU runtime bindings live in @farskip/device; re-exported so this package's public API is unchanged
+export { openGpu, gpuDeviceCount, GpuError } from '@farskip/device';
+export type { GpuKind, GpuRuntime } from '@farskip/device';
 export { versionString as ncclVersionString } from './lib.js';
 export type { NcclFlavor } from './lib.js';

@@ -8,7 +8,7 @@
 import { CollectiveError, defaultTimeoutMs } from '../errors.js';
 import type { CommunicatorOptions } from '../types.js';
 import { NcclCommunicator } from './communicator.js';
-import { gpuDeviceCount, openGpu, type GpuKind, type GpuRuntime } from './gpu.js';
+import { gpuDeviceCount, openGpu, type GpuKind, type GpuRuntime } from '@farskip/device';
 import { getUniqueId, loadNccl, NCCL_RESULT, UNIQUE_ID_BYTES, type NcclFlavor, type NcclLib } from './lib.js';
 
 /**
