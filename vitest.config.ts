@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // tensor and kernels suites test sources (aliased); collectives and the cross-package suite in tests/ consume
 // the built packages through their public exports (`npm test` runs the cached turbo build first).
 const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
-const alias = { '@farskip/tensor': src('tensor'), '@farskip/kernels': src('kernels') };
+const alias = { '@farskip/tensor': src('tensor'), '@farskip/kernels': src('kernels'), '@farskip/device': src('device') };
 // layers runs its ranks in one thread (threads backend from collectives' dist) and tests its sources
 const layersAlias = { ...alias, '@farskip/layers': src('layers') };
 const modelsAlias = { ...layersAlias, '@farskip/models': src('models') };

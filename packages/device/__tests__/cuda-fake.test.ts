@@ -119,6 +119,9 @@ describe.skipIf(!haveCompiler)(`CudaRuntime against the fake driver ${noCompiler
     rt.upload(dx, x); rt.upload(dy, y);
     rt.launch(axpy, { grid: [1], block: 128, sharedBytes: 256, stream: 0n }, ['ptr', 'ptr', 'float', 'int'], [dy, dx, 0.5, n]);
     expect(String(hook.fake_log!())).toContain('launch f=1 grid=1,1,1 block=128,1,1 shared=256 extra=(nil)');
+    // opting in to more than 48 KiB of dynamic shared memory: CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (8)
+    rt.setMaxDynamicSharedMemory(axpy, 100 * 1024);
+    expect(String(hook.fake_log!())).toContain('attr f=1 attrib=8 value=102400');
     const out = new Float32Array(n);
     rt.download(out, dy);
     expect([...out]).toEqual([...y].map((v, i) => Math.fround(v + 0.5 * x[i]!)));

@@ -62,6 +62,7 @@ const DECLS = [
   'int cuModuleLoadData(_Out_ uintptr_t *module, const void *image)',
   'int cuModuleGetFunction(_Out_ uintptr_t *fn, uintptr_t module, const char *name)',
   'int cuModuleUnload(uintptr_t module)',
+  'int cuFuncSetAttribute(uintptr_t hfunc, int attrib, int value)',
   'int cuLaunchKernel(uintptr_t f, unsigned int gridX, unsigned int gridY, unsigned int gridZ, unsigned int blockX, unsigned int blockY, unsigned int blockZ, unsigned int sharedMemBytes, uintptr_t stream, uintptr_t kernelParams, uintptr_t extra)',
 ];
 
@@ -217,6 +218,11 @@ export class CudaRuntime implements GpuRuntime {
     const [bx, by, bz] = dim3(config.block, 'block');
     const params = this.scratch.write(manifest, args);
     this.call('cuLaunchKernel', fn, gx, gy, gz, bx, by, bz, config.sharedBytes ?? 0, config.stream ?? 0n, params, 0n);
+  }
+
+  setMaxDynamicSharedMemory(fn: bigint, bytes: number): void {
+    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8 (cuda.h, CUfunction_attribute)
+    this.call('cuFuncSetAttribute', fn, 8, bytes);
   }
 
   release(): void {

@@ -200,6 +200,11 @@ export class HipRuntime implements GpuRuntime {
     const params = this.scratch.write(manifest, args);
     this.call('hipModuleLaunchKernel', fn, gx, gy, gz, bx, by, bz, config.sharedBytes ?? 0, config.stream ?? 0n, params, 0n);
   }
+  setMaxDynamicSharedMemory(fn: bigint, bytes: number): void {
+    // AMD GPUs have a fixed 64 KiB of LDS per workgroup and no opt-in attribute for module functions
+    if (bytes > 65536) throw new GpuError('setMaxDynamicSharedMemory', 1, `${bytes} bytes of dynamic shared memory exceed the 64 KiB LDS of AMD GPUs (function 0x${fn.toString(16)})`);
+  }
+
 
   /** HIP has no retained context; frees the launch scratch. */
   release(): void { this.scratch.dispose(); }

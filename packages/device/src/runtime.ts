@@ -98,6 +98,11 @@ export interface GpuRuntime {
   unloadModule(module: bigint): void;
   /** Launches `fn` with arguments described by `manifest` (see params.ts for the packing). */
   launch(fn: bigint, config: LaunchConfig, manifest: readonly KernelParamType[], args: readonly (number | bigint)[]): void;
+  /**
+   * Lets `fn` launch with up to `bytes` of dynamic shared memory. CUDA needs this above 48 KiB (opt-in up to the
+   * device's sharedMemPerBlockOptin, 227 KiB on Hopper); HIP's limit is the fixed LDS size (64 KiB), above which it throws.
+   */
+  setMaxDynamicSharedMemory(fn: bigint, bytes: number): void;
 
   /** Releases the retained context (CUDA); the runtime must not be used afterwards. */
   release(): void;

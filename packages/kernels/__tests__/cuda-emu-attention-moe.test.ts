@@ -5,12 +5,12 @@
 
 import { afterAll, describe, it } from 'vitest';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
-import { Emu, bf16Round, type DType } from './cuda-emu.js';
+import { openRunner, bf16Round, type DType, type KernelRunner } from './cuda-emu.js';
 import { expectClose, mulberry32, randInts, randn, type Tol } from './helpers.js';
 
-const emu = Emu.open();
+const emu = openRunner();
 if (typeof emu === 'string') console.warn(`[cuda-emu-attention-moe.test] skipping: ${emu}`);
-const E = emu as Emu;
+const E = emu as KernelRunner;
 afterAll(() => { if (typeof emu !== 'string') emu.freeAll(); });
 
 const rng = mulberry32(99);
@@ -28,7 +28,7 @@ const CFGS: Cfg[] = [
 ];
 const label = (c: Cfg) => `B${c.B} Tq${c.Tq} Tk${c.Tk} Hq${c.Hq}/${c.Hkv} D${c.D} Dv${c.Dv} causal${c.causal}`;
 
-describe.skipIf(typeof emu === 'string')('CUDA kernels under CPU emulation: attention, grouped GEMM, MoE', () => {
+describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string' ? 'unavailable' : emu.label}): attention, grouped GEMM, MoE`, () => {
   for (const dt of DTS) for (const c of CFGS) {
     it(`attention forward (cache-strided k / v) and backward: ${label(c)} (${dt})`, () => {
       const { B, Tq, Tk, Hq, Hkv, D, Dv, causal } = c, scale = 1 / Math.sqrt(D), maxT = Tk + 2;

@@ -6,12 +6,12 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
-import { Emu, bf16Round, type DType } from './cuda-emu.js';
+import { openRunner, bf16Round, type DType, type KernelRunner } from './cuda-emu.js';
 import { expectClose, expectEqualInts, mulberry32, randInts, randn, type Tol } from './helpers.js';
 
-const emu = Emu.open();
+const emu = openRunner();
 if (typeof emu === 'string') console.warn(`[cuda-emu-rows.test] skipping: ${emu}`);
-const E = emu as Emu;
+const E = emu as KernelRunner;
 afterAll(() => { if (typeof emu !== 'string') emu.freeAll(); });
 
 const rng = mulberry32(1234);
@@ -20,11 +20,11 @@ const TOL: Record<DType, Tol> = { f32: { rtol: 2e-5, atol: 2e-5 }, bf16: { rtol:
 const DTS: DType[] = ['f32', 'bf16'];
 const inputs = (dt: DType, x: Float32Array) => (dt === 'bf16' ? bf16Round(x) : x);
 
-describe.skipIf(typeof emu === 'string')('CUDA kernels under CPU emulation: rows and elementwise', () => {
+describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string' ? 'unavailable' : emu.label}): rows and elementwise`, () => {
   it.each(DTS)('flat elementwise and activations (%s)', (dt) => {
     const n = 1000, a = inputs(dt, f32(n)), b = inputs(dt, f32(n)), g = inputs(dt, f32(n));
     const A = E.in(a, dt), B = E.in(b, dt), G = E.in(g, dt);
-    const cases: [string, Record<string, number | ReturnType<Emu['in']>>, (o: Float32Array) => void][] = [
+    const cases: [string, Record<string, number | ReturnType<KernelRunner['in']>>, (o: Float32Array) => void][] = [
       ['axpby', { alpha: 0.5, a: A, beta: -2, b: B }, (o) => ts.axpby(n, 0.5, a, -2, b, o)],
       ['mul', { a: A, b: B }, (o) => ts.mul(n, a, b, o)],
       ['scale', { a: A, s: 3 }, (o) => ts.scale(n, a, 3, o)],

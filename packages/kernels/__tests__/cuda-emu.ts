@@ -1,19 +1,22 @@
-// Test harness for the CUDA kernels of native/cuda under their CPU emulation (native/cuda/emu): builds
-// libfs_cuda_emu.so with `node tooling/build-cuda.mjs --emu` (cached), loads it with koffi, and launches kernels by
-// name with the grid / block / sharedBytes that native/cuda/kernels.json prescribes, so the manifest's launch rules
-// are exercised together with the kernels. Buffers live in "device" memory (malloc'd by the library) and move with
-// explicit copies, as they will through the CUDA driver. bf16 tensors are uploaded as raw patterns.
+// Test harness for the CUDA kernels of native/cuda, on one of two runners with one interface (KernelRunner):
+//   Emu        their CPU emulation (native/cuda/emu): builds libfs_cuda_emu.so with `node tooling/build-cuda.mjs
+//              --emu` (cached), loads it with koffi; buffers are malloc'd "device" memory moved by explicit copies
+//   GpuRunner  a real GPU: the fatbin loaded through @farskip/device (src/backend/cuda/module.ts), cudaMalloc'd
+//              buffers, every launch synchronized so a fault names its kernel
+// Both launch kernels by name with the grid / block / sharedBytes that native/cuda/kernels.json prescribes, through
+// the same src/backend/cuda/manifest.ts the GPU ops use, so the manifest's launch rules are exercised together with
+// the kernels. bf16 tensors are uploaded as raw patterns. openRunner() picks the runner: FARSKIP_CUDA_RUNNER=gpu
+// (what tooling/device/check.sh sets) or the emulation (default).
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
+import { loadManifest, prepareLaunch } from '../src/backend/cuda/manifest.js';
+import { CudaKernelModule } from '../src/backend/cuda/module.js';
 
 export type DType = 'f32' | 'bf16';
 export interface Buf { addr: bigint; bytes: number }
-interface Param { name: string; type: 'ptr' | 'int' | 'float' | 'i64' }
-interface Kernel { name: string; params: Param[]; launch: { grid: (number | string)[]; block: (number | string)[]; sharedBytes: number | string } }
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const WARP = 32;
@@ -25,19 +28,28 @@ export function bf16Round(x: Float32Array): Float32Array {
   return y;
 }
 
-/** Evaluates one launch-rule entry of kernels.json: a number or an expression over the kernel's scalar arguments. */
-function evalDim(e: number | string, scope: Record<string, number>): number {
-  if (typeof e === 'number') return e;
-  const keys = Object.keys(scope);
-  const cdiv = (a: number, b: number) => Math.ceil(a / b);
-  const f = new Function('cdiv', 'min', 'WARP', ...keys, `return (${e});`) as (...a: unknown[]) => number;
-  const v = f(cdiv, Math.min, WARP, ...keys.map((k) => scope[k]));
-  if (!Number.isInteger(v) || v < 0) throw new Error(`launch rule '${e}' gave ${v}`);
-  return v;
+/** What the op tests need from a place to run the kernels. */
+export interface KernelRunner {
+  readonly label: string;
+  in(x: Float32Array, dt?: DType): Buf;
+  i32(x: Int32Array): Buf;
+  out(n: number, dt?: DType): Buf;
+  get(b: Buf, n: number, dt?: DType): Float32Array;
+  getBits(b: Buf, n: number): Uint16Array;
+  getI32(b: Buf, n: number): Int32Array;
+  run(name: string, args: Record<string, number | Buf | null>, extra?: Record<string, number>): void;
+  freeAll(): void;
 }
 
-export class Emu {
-  private readonly kernels = new Map<string, Kernel>();
+/** The runner FARSKIP_CUDA_RUNNER asks for (gpu, or the emulation by default), or why it is unavailable. */
+export function openRunner(): KernelRunner | string {
+  if (process.env.FARSKIP_CUDA_RUNNER === 'gpu') return GpuRunner.open();
+  return Emu.open();
+}
+
+export class Emu implements KernelRunner {
+  readonly label = 'CPU emulation';
+  private readonly kernels = loadManifest(`${root}native/cuda/kernels.json`);
   private readonly live: Buf[] = [];
   private readonly fn: Record<string, (...a: unknown[]) => unknown>;
 
@@ -51,8 +63,6 @@ export class Emu {
       dtoh: lib.func('void fs_emu_dtoh(_Out_ void *dst, uint64_t src, uint64_t bytes)'),
       launch: lib.func('int fs_emu_launch(const char *name, int gx, int gy, int gz, int bx, int by, int bz, int shared, const uint64_t *args)'),
     };
-    const manifest = JSON.parse(readFileSync(`${root}native/cuda/kernels.json`, 'utf8')) as { kernels: Kernel[] };
-    for (const k of manifest.kernels) this.kernels.set(k.name, k);
   }
 
   /** Builds (if stale) and loads the emulation library; a string says why it is unavailable. */
@@ -98,30 +108,65 @@ export class Emu {
   run(name: string, args: Record<string, number | Buf | null>, extra: Record<string, number> = {}): void {
     const k = this.kernels.get(name);
     if (!k) throw new Error(`${name}: not in kernels.json`);
-    const slots = new BigUint64Array(k.params.length);
-    const scope: Record<string, number> = { ...extra };
-    k.params.forEach((p, i) => {
-      const v = args[p.name];
-      if (v === undefined) throw new Error(`${name}: argument ${p.name} missing`);
-      if (p.type === 'ptr') {
-        if (v !== null && typeof v !== 'object') throw new Error(`${name}: ${p.name} must be a buffer`);
-        slots[i] = v === null ? 0n : v.addr;
-        return;
-      }
-      if (typeof v !== 'number') throw new Error(`${name}: ${p.name} must be a number`);
-      scope[p.name] = v;
-      if (p.type === 'float') slots[i] = BigInt(new Uint32Array(new Float32Array([v]).buffer)[0]!);
-      else slots[i] = BigInt.asUintN(64, BigInt(v));
-    });
-    const dims = (d: (number | string)[]) => [0, 1, 2].map((i) => (i < d.length ? evalDim(d[i]!, scope) : 1));
-    const g = dims(k.launch.grid), bl = dims(k.launch.block);
-    const shared = evalDim(k.launch.sharedBytes, scope);
-    if (g.some((x) => x === 0)) return; // an empty launch
-    const rc = this.fn.launch!(name, g[0], g[1], g[2], bl[0], bl[1], bl[2], shared, slots) as number;
-    if (rc !== 0) throw new Error(`${name}: fs_emu_launch returned ${rc} (grid ${g}, block ${bl}, shared ${shared})`);
+    const l = prepareLaunch(k, args, WARP, extra);
+    if (l.grid.some((x) => x === 0)) return; // an empty launch
+    const rc = this.fn.launch!(name, ...l.grid, ...l.block, l.sharedBytes, l.slots) as number;
+    if (rc !== 0) throw new Error(`${name}: fs_emu_launch returned ${rc} (grid ${l.grid}, block ${l.block}, shared ${l.sharedBytes})`);
   }
 
   freeAll(): void {
     for (const b of this.live.splice(0)) this.fn.free!(b.addr);
+  }
+}
+
+/** The kernels on a real CUDA GPU (device 0, or FARSKIP_CUDA_DEVICE). */
+export class GpuRunner implements KernelRunner {
+  readonly label: string;
+  private readonly live: bigint[] = [];
+
+  private constructor(private readonly m: CudaKernelModule) {
+    this.label = `${m.rt.properties().name} (cuda:${m.rt.device})`;
+  }
+
+  static open(): GpuRunner | string {
+    try {
+      return new GpuRunner(CudaKernelModule.open(Number(process.env.FARSKIP_CUDA_DEVICE ?? '0')));
+    } catch (e) {
+      return `no CUDA GPU to run the kernels on: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+
+  private alloc(bytes: number): Buf {
+    const addr = this.m.rt.alloc(Math.max(1, bytes));
+    this.live.push(addr);
+    return { addr, bytes };
+  }
+  in(x: Float32Array, dt: DType = 'f32'): Buf {
+    let data: Float32Array | Uint16Array = x;
+    if (dt === 'bf16') { data = new Uint16Array(x.length); ts.f32ToBf16(x.length, x, data); }
+    const b = this.alloc(data.byteLength);
+    if (data.byteLength) this.m.rt.upload(b.addr, data);
+    return b;
+  }
+  i32(x: Int32Array): Buf {
+    const b = this.alloc(x.byteLength);
+    if (x.byteLength) this.m.rt.upload(b.addr, x);
+    return b;
+  }
+  out(n: number, dt: DType = 'f32'): Buf { return this.in(new Float32Array(n).fill(NaN), dt); }
+  get(b: Buf, n: number, dt: DType = 'f32'): Float32Array {
+    const y = new Float32Array(n);
+    if (dt === 'f32') { if (n) this.m.rt.download(y, b.addr); return y; }
+    ts.bf16ToF32(n, this.getBits(b, n), y);
+    return y;
+  }
+  getBits(b: Buf, n: number): Uint16Array { const u = new Uint16Array(n); if (n) this.m.rt.download(u, b.addr); return u; }
+  getI32(b: Buf, n: number): Int32Array { const y = new Int32Array(n); if (n) this.m.rt.download(y, b.addr); return y; }
+  run(name: string, args: Record<string, number | Buf | null>, extra: Record<string, number> = {}): void {
+    this.m.launch(name, args, { extra });
+    this.m.rt.syncStream(0n);
+  }
+  freeAll(): void {
+    for (const a of this.live.splice(0)) this.m.rt.free(a);
   }
 }

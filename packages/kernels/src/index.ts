@@ -26,6 +26,10 @@ export type { BackendChoice } from './backend/select.js';
 export { tsBackend } from './backend/ts/index.js';
 export { loadNativeBackend, nativeLibraryStatus } from './backend/native/index.js';
 export type { CpuBackend, FloatArray } from './backend/types.js';
+// The CUDA kernels of native/cuda (a fatbin loaded through @farskip/device) and their launch manifest.
+export { CudaKernelModule, fatbinPath } from './backend/cuda/module.js';
+export { evalRule, loadManifest, manifestPath, prepareLaunch } from './backend/cuda/manifest.js';
+export type { DeviceAddress, KernelArg, KernelManifest, KernelParam, KernelParamKind, KernelSpec, Launch } from './backend/cuda/manifest.js';
 
 // Gradient accumulation through the kernels (one fused axpby instead of the engine's plain loop).
 registerEngineOps('cpu', {
