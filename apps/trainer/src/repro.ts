@@ -1,5 +1,6 @@
 // `farskip-train repro [--quick] [--out runs/repro]`: the paper's accuracy tables in miniature on the embedded
-// corpus. Stages, each cached in <out>/stages.json once complete (a rerun continues where the last one stopped):
+// corpus. Stages, each cached in <out>/stages.json once complete (a rerun continues where the last one stopped; a
+// stage whose settings changed runs again, with what depends on it — stage-cache.ts):
 //   data                  byte-level BPE tokenizer + tokenized dataset of the State of the Union addresses
 //   unigram               the held-out perplexity of a unigram model of the training split (the bar to clear)
 //   for each family (a DeepSeek-style MoE: dense first layer, shared expert; a Qwen3-style one: no shared expert)
@@ -29,6 +30,7 @@ import { StageBars } from './progress.js';
 import { runInChild } from './repro-jobs.js';
 import type { StageJob, TrainResult } from './repro-jobs.js';
 import { writeResults } from './repro-report.js';
+import { StageCache } from './stage-cache.js';
 import type { FamilyResult, RunTiming } from './repro-report.js';
 import { measureSystems } from './systems.js';
 import type { SystemsResult } from './systems.js';
@@ -64,7 +66,7 @@ export const PROFILES: Record<'quick' | 'full', ReproProfile> = {
     systemsScale: { hidden: 128, layers: 2, heads: 4, experts: 8, topK: 2, expertHidden: 128, batch: 2, seq: 64, reps: 1 },
   },
   full: {
-    name: 'full', vocabSize: 4096, seq: 128, batch: 16, pretrainSteps: 1200, pretrainLr: 2e-3, distillSteps: 600, distillLr: 1.5e-3,
+    name: 'full', vocabSize: 4096, seq: 128, batch: 16, pretrainSteps: 1200, pretrainLr: 2e-3, distillSteps: 900, distillLr: 1.5e-3,
     arch: { hidden: 128, layers: 4, heads: 4, experts: 8, topK: 2, expertHidden: 128 }, taskLimit: 100, evalTokens: 64 * 128 + 1, evalEvery: 100,
     // as packages/layers/bench/moe-stack.mjs: where a token's attention and shared expert outweigh its all-to-all share
     systemsScale: { hidden: 512, layers: 8, heads: 8, experts: 16, topK: 2, expertHidden: 256, batch: 4, seq: 256, reps: 3 },
@@ -76,8 +78,6 @@ export const FAMILIES = [
   { key: 'qwen3', family: 'qwen3_moe', label: 'Qwen3-style (no shared expert)', sharedExperts: 0, denseLayers: 0 },
 ] as const;
 
-interface StageRecord { seconds: number; result: unknown }
-type Stages = Record<string, StageRecord>;
 
 export interface ReproResult {
   profile: ReproProfile;
@@ -108,25 +108,24 @@ export async function runRepro(options: ReproOptions = {}): Promise<ReproResult>
   const bars = new StageBars(options.log ?? console.log);
   const log = (s: string): void => bars.log(s);
   mkdirSync(out, { recursive: true });
-  const stateFile = join(out, 'stages.json');
+  const cache = new StageCache(join(out, 'stages.json'));
   const wallFile = join(out, 'wall.json');
-  const stages: Stages = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as Stages) : {};
   const wallSeconds: number[] = existsSync(wallFile) ? (JSON.parse(readFileSync(wallFile, 'utf8')) as number[]) : [];
   const perFamily = 6 + (profile.systemsScale ? 1 : 0);
   const total = 3 + FAMILIES.length * perFamily; // data, unigram, per family, report
   let index = 0, ran = 0;
   const t0 = performance.now();
-  const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+  const stage = async <T>(name: string, fn: () => Promise<T>, settings: unknown = null): Promise<T> => {
     const at = ++index;
-    const cached = stages[name];
-    if (cached) { log(`[${at}/${total}] ${name}: done earlier (${cached.seconds.toFixed(0)} s), skipped`); return cached.result as T; }
-    log(`[${at}/${total}] ${name} ...`);
+    const key = StageCache.key(settings);
+    const cached = cache.lookup(name, key);
+    if (cached && cached !== 'stale') { log(`[${at}/${total}] ${name}: done earlier (${cached.seconds.toFixed(0)} s), skipped`); return cached.result as T; }
+    log(`[${at}/${total}] ${name}${cached === 'stale' ? ': cached under other settings, running again' : ''} ...`);
     const start = performance.now();
     const result = await fn();
     const seconds = (performance.now() - start) / 1000;
-    stages[name] = { seconds, result };
+    cache.put(name, key, seconds, result);
     ran++;
-    writeFileAtomic(stateFile, JSON.stringify(stages, null, 2) + '\n');
     log(`${name}: done in ${seconds.toFixed(0)} s`);
     return result;
   };
@@ -134,8 +133,8 @@ export async function runRepro(options: ReproOptions = {}): Promise<ReproResult>
   const config = (extra: Record<string, unknown>): TrainerConfig => loadConfig(undefined, {
     vocabSize: profile.vocabSize, seq: profile.seq, batch: profile.batch, seed: 0, heldOutFraction: 0.05, out: join(out, 'data-run'), ...extra,
   });
-  const dataDir = await stage('data', () => prepareData(config({}), log));
-  const unigram = await stage('unigram', async () => unigramPerplexity(dataDir, profile.evalTokens));
+  const dataDir = await stage('data', () => prepareData(config({}), log), { vocabSize: profile.vocabSize, seq: profile.seq });
+  const unigram = await stage('unigram', async () => unigramPerplexity(dataDir, profile.evalTokens), profile.evalTokens);
 
   // training and evaluation: a stage graph, `lanes` stages at a time
   const lane: LaneStage[] = [];
@@ -162,16 +161,20 @@ export async function runRepro(options: ReproOptions = {}): Promise<ReproResult>
   }
   // longest first among the ready ones: pretraining, then the family's students (FCSD-last50 converts fewer layers
   // but costs as much), then the evaluations
-  const done = await runLanes(lane, lanes, (s, signal, sofar) => stage(s.name, () => {
-    const bar = s.steps ? bars.start(s.name, s.steps) : null;
-    return runInChild(s.job(sofar), { threads, signal, log, onStep: (m) => bar?.update(m) }).finally(() => bar?.stop());
-  }), log).finally(() => bars.stop());
+  const done = await runLanes(lane, lanes, (s, signal, sofar) => {
+    const job = s.job(sofar);
+    return stage(s.name, () => {
+      const bar = s.steps ? bars.start(s.name, s.steps) : null;
+      return runInChild(job, { threads, signal, log, onStep: (m) => bar?.update(m) }).finally(() => bar?.stop());
+    }, { job, after: s.needs.map((n) => cache.keyOf(n)) }); // a rerun upstream stage invalidates this one
+  }, log).finally(() => bars.stop());
 
   // the systems stages: alone, so that nothing else competes for the two cores they time
   const families: FamilyResult[] = [];
   for (const f of FAMILIES) {
     const base = done.get(`${f.key}: pretrain`) as TrainResult;
-    const systems = await stage(`${f.key}: systems`, () => measureSystems(base.modelDir, { batch: profile.batch, seq: profile.seq }));
+    const systems = await stage(`${f.key}: systems`, () => measureSystems(base.modelDir, { batch: profile.batch, seq: profile.seq }),
+      [base.modelDir, profile.batch, profile.seq, cache.keyOf(`${f.key}: pretrain`)]);
     const sc = profile.systemsScale;
     const systemsScale = sc ? await stage(`${f.key}: systems-scale`, async () => {
       const dir = join(out, f.key, 'systems-model');
@@ -181,7 +184,7 @@ export async function runRepro(options: ReproOptions = {}): Promise<ReproResult>
       vocab.close();
       saveModel(CausalLM.random(parseConfig(newModelConfig(cfg, V), `${f.key} systems-scale model`), 1), dir);
       return { ...(await measureSystems(dir, { batch: sc.batch, seq: sc.seq, reps: sc.reps })), arch: sc };
-    }) : null;
+    }, sc) : null;
     const c = (k: string): TrainResult['curve'] => (done.get(`${f.key}: ${k}`) as TrainResult).curve;
     families.push({ key: f.key, label: f.label, rows: done.get(`${f.key}: eval`) as ReportRow[], systems, systemsScale,
       curves: { pretrain: c('pretrain'), fcsd: c('fcsd'), sft: c('sft'), 'fcsd-last50': c('fcsd-last50') } });
@@ -192,7 +195,7 @@ export async function runRepro(options: ReproOptions = {}): Promise<ReproResult>
   }
   index++;
   log(`[${index}/${total}] report ...`);
-  const timing: RunTiming = { stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { seconds: v.seconds }])), wallSeconds, lanes };
+  const timing: RunTiming = { stages: Object.fromEntries(Object.entries(cache.records).map(([k, v]) => [k, { seconds: v.seconds }])), wallSeconds, lanes };
   const resultsFile = await writeResults(options.docs ?? out, profile, unigram, families, timing);
   return { profile, unigramPerplexity: unigram, families, resultsFile };
 }
