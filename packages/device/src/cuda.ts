@@ -10,19 +10,12 @@
 // MAX_THREADS_PER_BLOCK = 1, MAX_SHARED_MEMORY_PER_BLOCK = 8, WARP_SIZE = 10, MULTIPROCESSOR_COUNT = 16,
 // COMPUTE_CAPABILITY_MAJOR = 75, COMPUTE_CAPABILITY_MINOR = 76; CU_STREAM_NON_BLOCKING = 1;
 // CU_EVENT_DEFAULT = 0, CU_EVENT_DISABLE_TIMING = 2; CU_MEMHOSTALLOC_PORTABLE = 1.
-import koffi from 'koffi';
+import { big, DriverRuntime, type DriverSymbols } from './driver-runtime.js';
 import { GpuError } from './errors.js';
-import { LazyBindings, loadLib, optionalFunc, type Fn } from './lookup.js';
-import type { KernelParamType } from './params.js';
-import { dim3, hostBytes, moduleImage, type DeviceProperties, type GpuRuntime, type HostMemory, type LaunchConfig, type PinnedBuffer } from './runtime.js';
-import { ParamScratch } from './scratch.js';
+import { LazyBindings, loadLib, optionalFunc } from './lookup.js';
+import type { DeviceProperties, GpuRuntime } from './runtime.js';
 
 const NO_DEVICE = 100;
-const NOT_READY = 600;
-const STREAM_NON_BLOCKING = 1;
-const EVENT_DEFAULT = 0;
-const EVENT_DISABLE_TIMING = 2;
-const MEMHOSTALLOC_PORTABLE = 1; // pinned for every context, not only the current one
 const ATTR = { maxThreadsPerBlock: 1, maxSharedMemoryPerBlock: 8, warpSize: 10, multiprocessors: 16, ccMajor: 75, ccMinor: 76 } as const;
 
 const DECLS = [
@@ -66,7 +59,15 @@ const DECLS = [
   'int cuLaunchKernel(uintptr_t f, unsigned int gridX, unsigned int gridY, unsigned int gridZ, unsigned int blockX, unsigned int blockY, unsigned int blockZ, unsigned int sharedMemBytes, uintptr_t stream, uintptr_t kernelParams, uintptr_t extra)',
 ];
 
-const big = (v: number | bigint): bigint => BigInt(v);
+const SYMBOLS: DriverSymbols = {
+  memGetInfo: 'cuMemGetInfo_v2', priorityRange: 'cuCtxGetStreamPriorityRange',
+  streamCreate: 'cuStreamCreateWithPriority', streamDestroy: 'cuStreamDestroy_v2', streamSync: 'cuStreamSynchronize',
+  eventCreate: 'cuEventCreate', eventDestroy: 'cuEventDestroy_v2', eventRecord: 'cuEventRecord', streamWaitEvent: 'cuStreamWaitEvent',
+  eventQuery: 'cuEventQuery', eventSync: 'cuEventSynchronize', eventElapsed: 'cuEventElapsedTime',
+  malloc: 'cuMemAlloc_v2', free: 'cuMemFree_v2', htodAsync: 'cuMemcpyHtoDAsync_v2', dtohAsync: 'cuMemcpyDtoHAsync_v2', dtodAsync: 'cuMemcpyDtoDAsync_v2',
+  memsetD8Async: 'cuMemsetD8Async', memsetD32Async: 'cuMemsetD32Async', hostAlloc: 'cuMemHostAlloc', hostFree: 'cuMemFreeHost',
+  moduleLoad: 'cuModuleLoadData', moduleGetFunction: 'cuModuleGetFunction', moduleUnload: 'cuModuleUnload', launchKernel: 'cuLaunchKernel',
+};
 
 /** Number of visible CUDA devices; 0 when libcuda is missing or cuInit fails (no device, driver mismatch). */
 export function cudaDeviceCount(): number {
@@ -80,26 +81,22 @@ export function cudaDeviceCount(): number {
   }
 }
 
-export class CudaRuntime implements GpuRuntime {
+export class CudaRuntime extends DriverRuntime implements GpuRuntime {
   readonly kind = 'cuda' as const;
   readonly libPath: string;
-  private readonly f: LazyBindings;
-  private readonly errorText: (code: number) => string;
   private readonly ctx: bigint;
   private readonly dev: number;
-  private readonly scratch = new ParamScratch();
   private released = false;
 
   /** Opens CUDA device `device` (an ordinal after CUDA_VISIBLE_DEVICES); throws naming the search or the reason. */
   constructor(readonly device: number) {
     const { lib, path } = loadLib('cuda');
-    this.libPath = path;
-    this.f = new LazyBindings(lib, path, DECLS);
     const getString = optionalFunc(lib, 'int cuGetErrorString(int error, _Out_ const char **str)');
-    this.errorText = (code) => {
+    super(new LazyBindings(lib, path, DECLS), (code) => {
       const out: (string | null)[] = [null];
       return getString && getString(code, out) === 0 && out[0] ? out[0] : `CUresult ${code}`;
-    };
+    }, SYMBOLS, (v) => v >>> 0);
+    this.libPath = path;
     const init = this.fn('cuInit')(0) as number;
     if (init === NO_DEVICE) {
       throw new GpuError('cuInit', init, `no CUDA device visible to the driver ${path} (check nvidia-smi, CUDA_VISIBLE_DEVICES, and run containers with --gpus)`);
@@ -119,17 +116,6 @@ export class CudaRuntime implements GpuRuntime {
     this.call('cuDevicePrimaryCtxRetain', ctx, this.dev);
     this.ctx = big(ctx[0]!);
     this.makeCurrent();
-  }
-
-  private fn(name: string): Fn { return this.f.get(name); }
-  private ck(call: string, code: number): void {
-    if (code !== 0) throw new GpuError(call, code, this.errorText(code));
-  }
-  private call(name: string, ...args: unknown[]): void { this.ck(name, this.fn(name)(...args) as number); }
-  private out(name: string, ...args: unknown[]): bigint {
-    const o: (number | bigint)[] = [0];
-    this.call(name, o, ...args);
-    return big(o[0]!);
   }
 
   makeCurrent(): void {
@@ -156,69 +142,8 @@ export class CudaRuntime implements GpuRuntime {
     };
   }
 
-  memInfo(): { free: number; total: number } {
-    this.makeCurrent();
-    const free = [0], total = [0];
-    this.call('cuMemGetInfo_v2', free, total);
-    return { free: Number(free[0]), total: Number(total[0]) };
-  }
-
-  priorityRange(): { least: number; greatest: number } {
-    const least = [0], greatest = [0];
-    this.call('cuCtxGetStreamPriorityRange', least, greatest);
-    return { least: least[0]!, greatest: greatest[0]! };
-  }
-  createStream(priority = 0): bigint { return this.out('cuStreamCreateWithPriority', STREAM_NON_BLOCKING, priority); }
-  destroyStream(stream: bigint): void { this.call('cuStreamDestroy_v2', stream); }
-  syncStream(stream: bigint): void { this.call('cuStreamSynchronize', stream); }
-
-  createEvent(options: { timing?: boolean } = {}): bigint {
-    return this.out('cuEventCreate', options.timing ? EVENT_DEFAULT : EVENT_DISABLE_TIMING);
-  }
-  destroyEvent(event: bigint): void { this.call('cuEventDestroy_v2', event); }
-  record(event: bigint, stream: bigint): void { this.call('cuEventRecord', event, stream); }
-  streamWait(stream: bigint, event: bigint): void { this.call('cuStreamWaitEvent', stream, event, 0); }
-  query(event: bigint): boolean {
-    const r = this.fn('cuEventQuery')(event) as number;
-    if (r === NOT_READY) return false;
-    this.ck('cuEventQuery', r);
-    return true;
-  }
-  syncEvent(event: bigint): void { this.call('cuEventSynchronize', event); }
-  elapsedMs(start: bigint, end: bigint): number { const ms = [0]; this.call('cuEventElapsedTime', ms, start, end); return ms[0]!; }
-
-  alloc(bytes: number): bigint { return this.out('cuMemAlloc_v2', bytes); }
-  free(ptr: bigint): void { this.call('cuMemFree_v2', ptr); }
   upload(dst: bigint, src: ArrayBufferView): void { this.call('cuMemcpyHtoD_v2', dst, src, src.byteLength); }
   download(dst: ArrayBufferView, src: bigint): void { this.call('cuMemcpyDtoH_v2', dst, src, dst.byteLength); }
-  uploadAsync(dst: bigint, src: HostMemory, stream: bigint, bytes?: number): void {
-    const h = hostBytes(src, bytes, 'uploadAsync');
-    this.call('cuMemcpyHtoDAsync_v2', dst, h, h.byteLength, stream);
-  }
-  downloadAsync(dst: HostMemory, src: bigint, stream: bigint, bytes?: number): void {
-    const h = hostBytes(dst, bytes, 'downloadAsync');
-    this.call('cuMemcpyDtoHAsync_v2', h, src, h.byteLength, stream);
-  }
-  copyAsync(dst: bigint, src: bigint, bytes: number, stream: bigint): void { this.call('cuMemcpyDtoDAsync_v2', dst, src, bytes, stream); }
-  memsetD8Async(ptr: bigint, value: number, count: number, stream: bigint): void { this.call('cuMemsetD8Async', ptr, value & 0xff, count, stream); }
-  memsetD32Async(ptr: bigint, value: number, count: number, stream: bigint): void { this.call('cuMemsetD32Async', ptr, value >>> 0, count, stream); }
-
-  allocHost(bytes: number): PinnedBuffer {
-    if (!(Number.isInteger(bytes) && bytes > 0)) throw new RangeError(`allocHost(${bytes}): expected a positive integer byte count`);
-    const ptr = this.out('cuMemHostAlloc', bytes, MEMHOSTALLOC_PORTABLE);
-    return { ptr, bytes, buffer: koffi.view(ptr, bytes) };
-  }
-  freeHost(buffer: PinnedBuffer): void { this.call('cuMemFreeHost', buffer.ptr); }
-
-  loadModule(image: Uint8Array): bigint { this.makeCurrent(); return this.out('cuModuleLoadData', moduleImage(image)); }
-  getFunction(module: bigint, name: string): bigint { return this.out('cuModuleGetFunction', module, name); }
-  unloadModule(module: bigint): void { this.call('cuModuleUnload', module); }
-  launch(fn: bigint, config: LaunchConfig, manifest: readonly KernelParamType[], args: readonly (number | bigint)[]): void {
-    const [gx, gy, gz] = dim3(config.grid, 'grid');
-    const [bx, by, bz] = dim3(config.block, 'block');
-    const params = this.scratch.write(manifest, args);
-    this.call('cuLaunchKernel', fn, gx, gy, gz, bx, by, bz, config.sharedBytes ?? 0, config.stream ?? 0n, params, 0n);
-  }
 
   setMaxDynamicSharedMemory(fn: bigint, bytes: number): void {
     // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8 (cuda.h, CUfunction_attribute)
