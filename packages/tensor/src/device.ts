@@ -1,5 +1,5 @@
-// Where a tensor's storage lives. Only 'cpu' has kernels today; the accelerator forms are reserved so the
-// GPU backends (CUDA / HIP) slot in behind the same op registry without changing the type.
+// Where a tensor's storage lives: host memory ('cpu') or a GPU's memory ('cuda:N' through the CUDA driver, 'hip:N'
+// through HIP; see device-context.ts). @farskip/kernels implements the first GPU ops for cuda devices.
 export type Device = 'cpu' | `cuda:${number}` | `hip:${number}`;
 
 export function parseDevice(d: string): Device {

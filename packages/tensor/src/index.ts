@@ -6,6 +6,9 @@ export { DTYPES, allocate, allocateUninitialized, bytesPerElement, convertArray,
 export type { DType, FloatDType, TypedArray, DTypeArrays } from './dtype.js';
 export { parseDevice } from './device.js';
 export type { Device } from './device.js';
+// GPU devices: per-device runtime, caching allocator and streams behind cuda:N / hip:N tensors
+export { DeviceContext, DeviceStorage, deviceContext, releaseDeviceContexts, useDeviceRuntime } from './device-context.js';
+export { deviceDataError } from './device-data.js';
 export { broadcastShapes, formatShape, normDim, numelOf, sameShape, stridesOf } from './shape.js';
 export type { Shape } from './shape.js';
 export { Node, isGradEnabled, noGrad, recordOp, runBackward, setGradEnabled } from './autograd.js';

@@ -1,11 +1,15 @@
-// Tensor: shape, dtype, device and a contiguous row-major storage (a typed array, possibly a view into a
-// larger buffer). Views that keep contiguity (reshape, leading-dim slices) share storage; anything else copies.
+// Tensor: shape, dtype, device and a contiguous row-major storage: a typed array (possibly a view into a larger
+// buffer) on the CPU, device memory (DeviceStorage) on `cuda:N` / `hip:N`. Views that keep contiguity (reshape,
+// leading-dim slices) share storage; anything else copies.
 import { type BackwardOptions, Node, runBackward } from './autograd.js';
-import { type DType, type DTypeArrays, type TypedArray, allocate, allocateUninitialized, bf16BitsToF32, convertArray, dtypeOfArray, f32ToBf16Bits } from './dtype.js';
-import type { Device } from './device.js';
+import { type DType, type DTypeArrays, type TypedArray, DTYPES, allocate, allocateUninitialized, bf16BitsToF32, bytesPerElement, convertArray, dtypeOfArray, f32ToBf16Bits } from './dtype.js';
+import { type Device, parseDevice } from './device.js';
+import type { DeviceStorage } from './device-context.js';
+import { deviceDataGuard } from './device-data.js';
 import { registerEngineOps } from './registry.js';
 import { type Shape, checkShape, formatShape, numelOf } from './shape.js';
 import { Random } from './random.js';
+import * as transfer from './transfer.js';
 import * as views from './views.js';
 
 export interface TensorOptions {
@@ -21,16 +25,46 @@ export class Tensor<D extends DType = DType> {
   readonly shape: readonly number[];
   readonly dtype: D;
   readonly device: Device;
-  /** Contiguous row-major elements; bf16 holds raw 16-bit patterns. */
+  /**
+   * Contiguous row-major elements; bf16 holds raw 16-bit patterns. On a GPU device this is a guard that throws a
+   * clear error on element access (device-data.ts explains why it is not a getter): use `.cpu()` or `.toArray()`.
+   */
   readonly data: DTypeArrays[D];
+  /** The device memory of a `cuda:N` / `hip:N` tensor; null on the CPU. */
+  readonly storage: DeviceStorage | null;
   requiresGrad: boolean;
   grad: Tensor | null = null;
   gradFn: Node | null = null;
   /** Keep `.grad` on this non-leaf tensor after backward (see retainGrad()). */
   retainsGrad = false;
 
-  constructor(data: DTypeArrays[D], shape: Shape, options: { dtype?: D; device?: Device; requiresGrad?: boolean } = {}) {
+  /**
+   * `data` is a typed array on the host, or a DeviceStorage (with `device` and `dtype`). Host data with a GPU
+   * `device` is uploaded there (as torch.tensor(data, device=...)).
+   */
+  constructor(data: DTypeArrays[D] | DeviceStorage, shape: Shape, options: { dtype?: D; device?: Device; requiresGrad?: boolean } = {}) {
     checkShape(shape);
+    const device = options.device ?? 'cpu';
+    // the CPU path pays one string comparison for device support
+    if (device !== 'cpu') {
+      const dtype = options.dtype ?? (ArrayBuffer.isView(data) ? dtypeOfArray(data) as D : undefined);
+      if (dtype === undefined) throw new Error(`Tensor on ${device}: device storage needs options.dtype`);
+      const n = numelOf(shape);
+      const storage = ArrayBuffer.isView(data) ? transfer.uploadArray(checkedData(data, dtype, n, shape), dtype, parseDevice(device)) : data;
+      if (storage.bytes < n * bytesPerElement(dtype)) {
+        throw new Error(`Tensor storage has ${storage.bytes} bytes but ${dtype}${formatShape(shape)} needs ${n * bytesPerElement(dtype)}`);
+      }
+      this.shape = Object.freeze([...shape]);
+      this.dtype = dtype;
+      this.device = device;
+      this.data = deviceDataGuard({ device, dtype, shape: this.shape, numel: n });
+      this.storage = storage;
+      this.requiresGrad = options.requiresGrad ?? false;
+      if (this.requiresGrad && dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
+      return;
+    }
+    // (a DeviceStorage here fails dtypeOfArray's check below: device storage needs its device option)
+    data = data as DTypeArrays[D];
     const dtype = options.dtype ?? (dtypeOfArray(data) as D);
     const expectArray = dtypeOfArray(data);
     if (expectArray !== dtype) {
@@ -43,8 +77,9 @@ export class Tensor<D extends DType = DType> {
     }
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
-    this.device = options.device ?? 'cpu';
+    this.device = device;
     this.data = data;
+    this.storage = null;
     this.requiresGrad = options.requiresGrad ?? false;
     if (this.requiresGrad && dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
   }
@@ -53,16 +88,26 @@ export class Tensor<D extends DType = DType> {
   static zeros<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
     checkShape(shape);
     const dtype = (options.dtype ?? 'f32') as D;
+    if (options.device !== undefined && options.device !== 'cpu') return withGrad(transfer.deviceFull(shape, 0, dtype, parseDevice(options.device)), options);
     return new Tensor(allocate(dtype, numelOf(shape)), shape, { ...options, dtype });
   }
 
   /** A tensor whose contents are unspecified (torch.empty); for outputs that are written completely. */
   static empty<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
     const dtype = (options.dtype ?? 'f32') as D;
+    if (options.device !== undefined && options.device !== 'cpu') {
+      checkShape(shape);
+      return withGrad(transfer.deviceEmpty(shape, dtype, parseDevice(options.device)), options);
+    }
     return new Tensor(allocateUninitialized(dtype, numelOf(shape)), shape, { ...options, dtype });
   }
 
+  /** On a GPU: a device memset for zeros and f32 / i32 values; bf16 / f64 values are filled on the host and uploaded. */
   static full<D extends DType = 'f32'>(shape: Shape, value: number, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
+    if (options.device !== undefined && options.device !== 'cpu') {
+      checkShape(shape);
+      return withGrad(transfer.deviceFull(shape, value, (options.dtype ?? 'f32') as D, parseDevice(options.device)), options);
+    }
     const t = Tensor.zeros(shape, options);
     (t.data as TypedArray).fill(t.dtype === 'bf16' ? f32ToBf16Bits(value) : value);
     return t;
@@ -82,7 +127,7 @@ export class Tensor<D extends DType = DType> {
     return new Tensor(convertArray(src, 'f64', dtype), shape, { ...options, dtype });
   }
 
-  /** Standard normal samples from a seeded generator (scaled by `std`). */
+  /** Standard normal samples from a seeded generator (scaled by `std`); generated on the host, then uploaded to `device`. */
   static randn<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D; seed?: number; std?: number } = {}): Tensor<D> {
     const rng = new Random(options.seed ?? 0);
     const std = options.std ?? 1;
@@ -112,10 +157,10 @@ export class Tensor<D extends DType = DType> {
     return s;
   }
 
-  /** The elements as plain numbers (bf16 decoded), row-major. */
+  /** The elements as plain numbers (bf16 decoded), row-major; a device tensor is downloaded (synchronizing its compute stream). */
   toArray(): number[] {
     const out = new Array<number>(this.numel);
-    const d = this.data as TypedArray;
+    const d = (this.storage ? transfer.downloadArray(this) : this.data) as TypedArray;
     if (this.dtype === 'bf16') for (let i = 0; i < out.length; i++) out[i] = bf16BitsToF32(d[i]!);
     else for (let i = 0; i < out.length; i++) out[i] = d[i]!;
     return out;
@@ -166,7 +211,10 @@ export class Tensor<D extends DType = DType> {
       if (this.numel !== 1) {
         throw new Error(`backward() without a gradient needs a one-element tensor, got shape ${formatShape(this.shape)}: pass the output gradient`);
       }
-      seed = Tensor.ones(this.shape, { dtype: this.dtype });
+      seed = Tensor.ones(this.shape, { dtype: this.dtype, device: this.device });
+    }
+    if (seed.device !== this.device) {
+      throw new Error(`backward(gradient): the gradient is on ${seed.device} but the tensor on ${this.device}; move it with .to('${this.device}')`);
     }
     if (seed.numel !== this.numel || seed.shape.length !== this.shape.length || seed.shape.some((d, i) => d !== this.shape[i])) {
       throw new Error(`backward(gradient): gradient shape ${formatShape(seed.shape)} does not match the tensor's ${formatShape(this.shape)}`);
@@ -176,14 +224,35 @@ export class Tensor<D extends DType = DType> {
 
   /** Same storage, cut from the graph. */
   detach(): Tensor<D> {
-    return new Tensor(this.data, this.shape, { dtype: this.dtype, device: this.device });
+    return new Tensor(this.storage ?? this.data, this.shape, { dtype: this.dtype, device: this.device });
   }
 
   /** A copy with its own storage (differentiable). */
   clone(): Tensor<D> { return views.clone(this); }
 
-  /** Converts to `dtype` (differentiable between float dtypes; the gradient is converted back). */
-  to<E extends DType>(dtype: E): Tensor<E> { return views.cast(this, dtype); }
+  /**
+   * `to(dtype)` converts the elements (differentiable between float dtypes; the gradient is converted back);
+   * `to(device)` copies to 'cpu', 'cuda:N' or 'hip:N' (differentiable; itself when already there). The string
+   * decides which: a dtype name ('f32', 'bf16', 'i32', 'f64') or a device.
+   */
+  to<E extends DType>(dtype: E): Tensor<E>;
+  to(device: Device | 'cuda' | 'hip'): Tensor<D>;
+  to(target: DType | Device | 'cuda' | 'hip'): Tensor {
+    if ((DTYPES as readonly string[]).includes(target)) return views.cast(this, target as DType);
+    return transfer.toDevice(this, target === 'cuda' || target === 'hip' ? `${target}:0` : parseDevice(target));
+  }
+
+  /** A copy on `cuda:index` (torch's .cuda()). */
+  cuda(index = 0): Tensor<D> { return transfer.toDevice(this, `cuda:${index}`); }
+
+  /** A copy on the CPU (this tensor when already there). */
+  cpu(): Tensor<D> { return transfer.toDevice(this, 'cpu'); }
+
+  /**
+   * Returns a device tensor's memory to the caching allocator now instead of at garbage collection (views sharing
+   * the storage, from reshape or detach, become unusable too). A no-op on the CPU.
+   */
+  dispose(): void { this.storage?.dispose(); }
 
   // ---- views and data movement (differentiable; see views.ts) ------------------------------------------
   reshape(...shape: number[]): Tensor<D> { return views.reshape(this, shape); }
@@ -206,6 +275,21 @@ export function tensor<D extends DType = 'f32'>(values: NestedArray, options: Te
   walk(values);
   if (flat.length !== numelOf(shape)) throw new Error(`tensor(): ragged nested array; expected ${numelOf(shape)} values for shape ${formatShape(shape)}, got ${flat.length}`);
   return Tensor.fromArray(flat, options.shape ?? shape, options);
+}
+
+function withGrad<D extends DType>(t: Tensor<D>, options: TensorOptions): Tensor<D> {
+  if (options.requiresGrad) t.requiresGrad_(true);
+  return t;
+}
+
+/** Host data checked against dtype and shape, as the CPU constructor checks it (before it is uploaded). */
+function checkedData(data: TypedArray, dtype: DType, n: number, shape: Shape): TypedArray {
+  if (dtypeOfArray(data) !== dtype) {
+    throw new Error(`Tensor data is a ${data.constructor.name} but dtype is '${dtype}': pass the matching typed array ` +
+      '(f32: Float32Array, f64: Float64Array, bf16: Uint16Array, i32: Int32Array)');
+  }
+  if (data.length !== n) throw new Error(`Tensor data has ${data.length} elements but shape ${formatShape(shape)} needs ${n}`);
+  return data;
 }
 
 // Default CPU gradient accumulation (a kernels package may register a faster one).

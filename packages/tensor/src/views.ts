@@ -1,7 +1,8 @@
 // Views and data movement, all differentiable. Storage stays contiguous: reshape and leading-dimension
 // slices share storage; transpose/permute/other slices/expand copy (the kernels only ever see contiguous data).
 import { recordOp } from './autograd.js';
-import { type DType, type TypedArray, allocateUninitialized, bf16BitsToF32, convertArray, isFloatDType } from './dtype.js';
+import { type DType, type TypedArray, allocateUninitialized, bf16BitsToF32, bytesPerElement, convertArray, isFloatDType } from './dtype.js';
+import { engineCast } from './registry.js';
 import { type Shape, formatShape, normDim, numelOf, stridesOf } from './shape.js';
 import { Tensor } from './tensor.js';
 
@@ -10,13 +11,17 @@ function make<D extends DType>(like: Tensor<D>, data: TypedArray, shape: Shape):
 }
 
 export function clone<D extends DType>(x: Tensor<D>): Tensor<D> {
-  const out = make(x, (x.data as TypedArray).slice(), x.shape);
+  const out = x.storage
+    ? new Tensor(x.storage.clone(x.numel * bytesPerElement(x.dtype)), x.shape, { dtype: x.dtype, device: x.device })
+    : make(x, (x.data as TypedArray).slice(), x.shape);
   return recordOp(out, 'clone', [x], (g) => [g]);
 }
 
 export function cast<D extends DType, E extends DType>(x: Tensor<D>, dtype: E): Tensor<E> {
   if ((x.dtype as DType) === dtype) return x as unknown as Tensor<E>;
-  const out = new Tensor(convertArray(x.data as TypedArray, x.dtype, dtype), x.shape, { dtype, device: x.device });
+  const out = x.storage
+    ? engineCast(x, dtype)
+    : new Tensor(convertArray(x.data as TypedArray, x.dtype, dtype), x.shape, { dtype, device: x.device });
   if (!isFloatDType(dtype)) return out;
   return recordOp(out, `to(${dtype})`, [x], (g) => [cast(g, x.dtype)]);
 }
@@ -32,7 +37,8 @@ export function reshape<D extends DType>(x: Tensor<D>, shape: readonly number[])
   if (numelOf(s) !== x.numel) {
     throw new Error(`reshape: shape ${formatShape(shape)} has ${numelOf(s)} elements but the tensor ${formatShape(x.shape)} has ${x.numel}`);
   }
-  const out = make(x, x.data as TypedArray, s);
+  // a device tensor's view shares its DeviceStorage (x.data is only a guard there)
+  const out = new Tensor((x.storage ?? x.data) as never, s, { dtype: x.dtype, device: x.device }) as Tensor<D>;
   return recordOp(out, 'reshape', [x], (g) => [reshape(g, x.shape)]);
 }
 
