@@ -1,8 +1,11 @@
 // @farskip/kernels: differentiable ops over @farskip/tensor. f32/bf16 run the native CPU library
 // (native/cpu, AVX-512/AVX2/scalar) when built, else the plain-TS reference; f64 always runs the reference.
+// On cuda:N tensors, the elementwise ops (add/sub/mul/scale, row and column broadcasts), silu/swiglu, rmsNorm,
+// softmax/logSoftmax (last dim) and matmul run on the GPU (backend/cuda/ops.ts); other ops say they are CPU-only.
 import { registerEngineOps } from '@farskip/tensor';
 import { cpuBackend } from './backend/select.js';
 import type { FloatArray } from './backend/types.js';
+import { gpuAddInPlace, gpuCast } from './backend/cuda/ops.js';
 import { add } from './ops/elementwise.js';
 
 export { matmul, mm, linear, groupedMatmul, groupOffsets } from './ops/matmul.js';
@@ -39,4 +42,12 @@ registerEngineOps('cpu', {
     const d = dst.data as FloatArray;
     cpuBackend(dst.dtype).axpby(d.length, 1, d, 1, src.data as FloatArray, d);
   },
+});
+
+// The same for every cuda:N device: the sum through the GPU add, in place through fs_axpby on the compute stream,
+// casts f32 <-> bf16 through the conversion kernels. (hip:N has no kernels yet: its tensors accumulate nowhere.)
+registerEngineOps('cuda', {
+  add: (a, b) => add(a.detach(), b.detach()),
+  addInPlace: gpuAddInPlace,
+  cast: gpuCast,
 });

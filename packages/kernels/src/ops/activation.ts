@@ -1,11 +1,14 @@
 // Softmax / log-softmax over a dimension, SiLU, and SwiGLU (silu(gate) * up, the MoE expert activation).
 import { type Tensor, normDim, recordOp } from '@farskip/tensor';
+import { gpuRowwise, gpuSilu, gpuSwiglu } from '../backend/cuda/ops.js';
 import { cpuBackend } from '../backend/select.js';
+import { notOnDevice } from './device.js';
 import { arr, commonDtype, describe, empty, lastDim, requireFloat, withF32 } from './util.js';
 
 function overLastDim(name: string, x: Tensor, dim: number, fn: (x: Tensor) => Tensor): Tensor {
   const d = normDim(dim, x.ndim, name);
   if (d === x.ndim - 1) return fn(x);
+  if (x.storage !== null) throw notOnDevice(name, x, `over dim ${dim}: only the last dim runs on the GPU (no transposes there yet)`);
   return fn(x.transpose(d, -1)).transpose(d, -1);
 }
 
@@ -20,6 +23,7 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
 }
 
 function rowwise(name: string, x: Tensor, log: boolean): Tensor {
+  if (x.storage !== null) { const cols = lastDim(name, 'x', x); return gpuRowwise(name, x, log, cols === 0 ? 0 : x.numel / cols, cols); }
   if (x.dtype === 'bf16') return withF32([x], (t) => rowwise(name, t, log));
   const cols = lastDim(name, 'x', x), rows = cols === 0 ? 0 : x.numel / cols;
   const y = empty(x.shape, x.dtype);
@@ -35,6 +39,7 @@ function rowwise(name: string, x: Tensor, log: boolean): Tensor {
 
 export function silu(x: Tensor): Tensor {
   requireFloat('silu', 'x', x);
+  if (x.storage !== null) return gpuSilu(x);
   if (x.dtype === 'bf16') return withF32([x], silu);
   const y = empty(x.shape, x.dtype);
   cpuBackend(x.dtype).siluFwd(x.numel, arr(x), arr(y));
@@ -48,10 +53,12 @@ export function silu(x: Tensor): Tensor {
 /** silu(gate) * up, elementwise; gate and up have the same shape. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const dtype = commonDtype('swiglu', { gate, up });
-  if (dtype === 'bf16') return withF32([gate, up], swiglu);
+  const onGpu = gate.storage !== null || up.storage !== null;
+  if (dtype === 'bf16' && !onGpu) return withF32([gate, up], swiglu);
   if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i])) {
     throw new Error(`swiglu: gate ${describe(gate)} and up ${describe(up)} must have the same shape`);
   }
+  if (onGpu) return gpuSwiglu(gate, up);
   const y = empty(gate.shape, dtype);
   cpuBackend(dtype).swigluFwd(gate.numel, arr(gate), arr(up), arr(y));
   return recordOp(y, 'swiglu', [gate, up], (g) => {

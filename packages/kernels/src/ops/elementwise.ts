@@ -3,11 +3,12 @@
 // column such as a routing weight [tokens, 1] against [tokens, hidden] (column kernels);
 // other broadcasts expand the smaller operand first. Backward reduces gradients back to each input's shape.
 import { type Tensor, broadcastShapes, normDim, numelOf, recordOp, sameShape } from '@farskip/tensor';
+import { gpuAddScalar, gpuBinary, gpuScale } from '../backend/cuda/ops.js';
 import { cpuBackend } from '../backend/select.js';
 import { arr, commonDtype, describe, empty, requireFloat, withF32 } from './util.js';
 
 /** True when `b`'s shape equals the trailing dims of `a`'s (e.g. [H] against [T, H]). */
-function isSuffix(a: readonly number[], b: readonly number[]): boolean {
+export function isSuffix(a: readonly number[], b: readonly number[]): boolean {
   if (b.length > a.length) return false;
   for (let i = 1; i <= b.length; i++) if (a[a.length - i] !== b[b.length - i]) return false;
   return true;
@@ -17,6 +18,7 @@ type Kind = 'add' | 'sub' | 'mul';
 
 function binary(kind: Kind, a: Tensor, b: Tensor): Tensor {
   const dtype = commonDtype(kind, { a, b });
+  if (a.storage !== null || b.storage !== null) return gpuBinary(kind, a, b, isSuffix, isColumn);
   if (dtype === 'bf16') return withF32([a, b], (x, y) => binary(kind, x, y));
   if (sameShape(a.shape, b.shape)) return same(kind, a, b);
   let shape: number[];
@@ -45,7 +47,7 @@ function same(kind: Kind, a: Tensor, b: Tensor): Tensor {
 }
 
 /** True when `col` is `full`'s shape with the last dim 1 (e.g. a routing weight [T, 1] against [T, H]). */
-function isColumn(full: readonly number[], col: readonly number[]): boolean {
+export function isColumn(full: readonly number[], col: readonly number[]): boolean {
   const n = full.length;
   if (col.length !== n || n === 0 || col[n - 1] !== 1 || full[n - 1] === 1) return false;
   for (let i = 0; i < n - 1; i++) if (full[i] !== col[i]) return false;
@@ -102,6 +104,7 @@ export function mul(a: Tensor, b: Tensor | number): Tensor {
 
 export function addScalar(a: Tensor, s: number): Tensor {
   requireFloat('add', 'a', a);
+  if (a.storage !== null) return gpuAddScalar(a, s);
   if (a.dtype === 'bf16') return withF32([a], (x) => addScalar(x, s));
   const out = empty(a.shape, a.dtype);
   const c = a.dtype === 'f64' ? Float64Array.of(s) : Float32Array.of(s);
@@ -112,6 +115,7 @@ export function addScalar(a: Tensor, s: number): Tensor {
 /** a * s for a number s. */
 export function scale(a: Tensor, s: number): Tensor {
   requireFloat('scale', 'a', a);
+  if (a.storage !== null) return gpuScale(a, s);
   if (a.dtype === 'bf16') return withF32([a], (x) => scale(x, s));
   const out = empty(a.shape, a.dtype);
   cpuBackend(a.dtype).scale(a.numel, arr(a), s, arr(out));

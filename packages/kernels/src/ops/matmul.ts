@@ -1,6 +1,7 @@
 // Matrix products: matmul (torch.matmul semantics for the ranks models use), linear (nn.Linear layout), and the
 // grouped expert GEMM. f32/f64 run sgemm; bf16 x bf16 runs the bf16 GEMM (f32 accumulate) and rounds to bf16.
 import { Tensor, formatShape, recordOp } from '@farskip/tensor';
+import { gpuGemm } from '../backend/cuda/ops.js';
 import { cpuBackend } from '../backend/select.js';
 import { add } from './elementwise.js';
 import { arr, commonDtype, describe, requireIndex } from './util.js';
@@ -25,9 +26,10 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
     throw new Error(`matmul: inner dimensions differ: a ${describe(a)}${transA ? 'ᵀ' : ''} has K=${K} but b ${describe(b)}${transB ? 'ᵀ' : ''} has K=${Kb}`);
   }
   const shape = batched ? [batch, M, N] : [M, N];
-  const be = cpuBackend(dtype);
   let out: Tensor;
-  if (dtype === 'bf16') {
+  if (a.storage !== null || b.storage !== null) out = gpuGemm(a, b, transA, transB, { batch, M, N, K }, shape);
+  else if (dtype === 'bf16') {
+    const be = cpuBackend(dtype);
     const c = Tensor.empty([batch * M * N]).data as Float32Array;
     for (let i = 0; i < batch; i++) {
       be.bgemm(transA, transB, M, N, K, 1, (a.data as Uint16Array).subarray(i * ar * ac), ac, (b.data as Uint16Array).subarray(i * br * bc), bc,
@@ -36,7 +38,7 @@ export function mm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor
     out = new Tensor(c, shape).to('bf16').detach();
   } else {
     out = Tensor.empty(shape, { dtype });
-    be.sgemmBatched(batch, transA, transB, M, N, K, 1, arr(a), ac, ar * ac, arr(b), bc, br * bc, 0, arr(out), N, M * N);
+    cpuBackend(dtype).sgemmBatched(batch, transA, transB, M, N, K, 1, arr(a), ac, ar * ac, arr(b), bc, br * bc, 0, arr(out), N, M * N);
   }
   return recordOp(out, 'matmul', [a, b], (g) => [
     a.requiresGrad ? (transA ? mm(b, g, transB, true) : mm(g, b, false, !transB)) : null,

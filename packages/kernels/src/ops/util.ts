@@ -1,7 +1,7 @@
 // Shared plumbing for the differentiable ops: dtype checks that name both operands, output allocation, and
 // the bf16 rule (bf16 tensors compute in f32: cast in, run the f32 kernel, cast out; the casts are
 // differentiable so gradients come back in bf16 too).
-import { type DType, type FloatDType, Tensor, formatShape } from '@farskip/tensor';
+import { type DType, type FloatDType, Tensor, deviceDataError, formatShape } from '@farskip/tensor';
 import type { FloatArray } from '../backend/types.js';
 
 export function describe(t: Pick<Tensor, 'dtype' | 'shape'>): string {
@@ -46,7 +46,12 @@ export function empty(shape: readonly number[], dtype: DType): Tensor {
   return Tensor.empty(shape, { dtype });
 }
 
+/**
+ * The elements a CPU kernel reads or writes. Every CPU op takes its operands' arrays here, so this is the one place
+ * that turns "a device tensor reached a CPU-only op" into a clear error (one field load for CPU tensors).
+ */
 export function arr(t: Tensor): FloatArray {
+  if (t.storage !== null) throw deviceDataError(t, 'a CPU kernel');
   return t.data as FloatArray;
 }
 
