@@ -20,7 +20,8 @@ cp -r node_modules/koffi .device/node_modules/
 mkdir -p .device/node_modules/@koromix && cp -r node_modules/@koromix/koffi-linux-x64 .device/node_modules/@koromix/  # koffi's native module
 cp tooling/device/torch_ref.py tooling/device/nccl_smoke.mjs .device/
 esb() { node_modules/.bin/esbuild "$@" --bundle --platform=node --format=esm --target=node20 --external:koffi --log-level=warning \
-  --alias:@farskip/device=./packages/device/src/index.ts --alias:vitest=./tooling/device/vitest-shim.mjs; }
+  --alias:@farskip/device=./packages/device/src/index.ts --alias:@farskip/tensor=./packages/tensor/src/index.ts \
+  --alias:@farskip/kernels=./packages/kernels/src/index.ts --alias:vitest=./tooling/device/vitest-shim.mjs; }
 esb tooling/device/check.mjs --outfile=.device/check.mjs
 esb packages/collectives/src/nccl/index.ts --outfile=.device/nccl-lib.mjs
 if [ "${1:-}" = --with-node ]; then
