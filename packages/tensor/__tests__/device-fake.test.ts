@@ -32,7 +32,7 @@ afterAll(() => {
   }
 });
 
-const bits = (t: Tensor): number[] => Array.from(new Uint8Array((t.data as Uint8Array).buffer, (t.data as Uint8Array).byteOffset, (t.data as Uint8Array).byteLength));
+const bits = (t: Tensor): number[] => { const d = t.data as ArrayBufferView; return Array.from(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)); };
 
 describe.skipIf(!cc)('device tensors over the fake CUDA driver (host bookkeeping, not a GPU)', () => {
   it('to(cuda:0) / cpu() round trips preserve the bits of f32, bf16 and i32 (NaN payloads, -0, inf, subnormals)', () => {
