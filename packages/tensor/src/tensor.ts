@@ -22,17 +22,17 @@ export interface TensorOptions {
 export type NestedArray = number | readonly NestedArray[];
 
 export class Tensor<D extends DType = DType> {
-  readonly shape: readonly number[];
-  readonly dtype: D;
-  readonly device: Device;
+  readonly shape!: readonly number[];
+  readonly dtype!: D;
+  readonly device!: Device;
   /**
    * Contiguous row-major elements; bf16 holds raw 16-bit patterns. On a GPU device this is a guard that throws a
    * clear error on element access (device-data.ts explains why it is not a getter): use `.cpu()` or `.toArray()`.
    */
-  readonly data: DTypeArrays[D];
+  readonly data!: DTypeArrays[D];
   /** The device memory of a `cuda:N` / `hip:N` tensor; null on the CPU. */
-  readonly storage: DeviceStorage | null;
-  requiresGrad: boolean;
+  readonly storage!: DeviceStorage | null;
+  requiresGrad!: boolean;
   grad: Tensor | null = null;
   gradFn: Node | null = null;
   /** Keep `.grad` on this non-leaf tensor after backward (see retainGrad()). */
@@ -45,24 +45,10 @@ export class Tensor<D extends DType = DType> {
   constructor(data: DTypeArrays[D] | DeviceStorage, shape: Shape, options: { dtype?: D; device?: Device; requiresGrad?: boolean } = {}) {
     checkShape(shape);
     const device = options.device ?? 'cpu';
-    // the CPU path pays one string comparison for device support
-    if (device !== 'cpu') {
-      const dtype = options.dtype ?? (ArrayBuffer.isView(data) ? dtypeOfArray(data) as D : undefined);
-      if (dtype === undefined) throw new Error(`Tensor on ${device}: device storage needs options.dtype`);
-      const n = numelOf(shape);
-      const storage = ArrayBuffer.isView(data) ? transfer.uploadArray(checkedData(data, dtype, n, shape), dtype, parseDevice(device)) : data;
-      if (storage.bytes < n * bytesPerElement(dtype)) {
-        throw new Error(`Tensor storage has ${storage.bytes} bytes but ${dtype}${formatShape(shape)} needs ${n * bytesPerElement(dtype)}`);
-      }
-      this.shape = Object.freeze([...shape]);
-      this.dtype = dtype;
-      this.device = device;
-      this.data = deviceDataGuard({ device, dtype, shape: this.shape, numel: n });
-      this.storage = storage;
-      this.requiresGrad = options.requiresGrad ?? false;
-      if (this.requiresGrad && dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
-      return;
-    }
+    // The CPU path pays one string comparison for device support; the device path lives outside the constructor
+    // so that the constructor stays small enough for V8 to inline it into the ops that allocate outputs. (Hence
+    // the definite-assignment `!` on the fields: initDeviceTensor assigns them, in the same order.)
+    if (device !== 'cpu') { initDeviceTensor(this as never, data, shape, options, device); return; }
     // (a DeviceStorage here fails dtypeOfArray's check below: device storage needs its device option)
     data = data as DTypeArrays[D];
     const dtype = options.dtype ?? (dtypeOfArray(data) as D);
@@ -88,26 +74,20 @@ export class Tensor<D extends DType = DType> {
   static zeros<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
     checkShape(shape);
     const dtype = (options.dtype ?? 'f32') as D;
-    if (options.device !== undefined && options.device !== 'cpu') return withGrad(transfer.deviceFull(shape, 0, dtype, parseDevice(options.device)), options);
+    if (options.device !== undefined && options.device !== 'cpu') return onDevice(shape, 0, dtype, options);
     return new Tensor(allocate(dtype, numelOf(shape)), shape, { ...options, dtype });
   }
 
   /** A tensor whose contents are unspecified (torch.empty); for outputs that are written completely. */
   static empty<D extends DType = 'f32'>(shape: Shape, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
     const dtype = (options.dtype ?? 'f32') as D;
-    if (options.device !== undefined && options.device !== 'cpu') {
-      checkShape(shape);
-      return withGrad(transfer.deviceEmpty(shape, dtype, parseDevice(options.device)), options);
-    }
+    if (options.device !== undefined && options.device !== 'cpu') return onDevice(shape, null, dtype, options);
     return new Tensor(allocateUninitialized(dtype, numelOf(shape)), shape, { ...options, dtype });
   }
 
   /** On a GPU: a device memset for zeros and f32 / i32 values; bf16 / f64 values are filled on the host and uploaded. */
   static full<D extends DType = 'f32'>(shape: Shape, value: number, options: TensorOptions & { dtype?: D } = {}): Tensor<D> {
-    if (options.device !== undefined && options.device !== 'cpu') {
-      checkShape(shape);
-      return withGrad(transfer.deviceFull(shape, value, (options.dtype ?? 'f32') as D, parseDevice(options.device)), options);
-    }
+    if (options.device !== undefined && options.device !== 'cpu') return onDevice(shape, value, (options.dtype ?? 'f32') as D, options);
     const t = Tensor.zeros(shape, options);
     (t.data as TypedArray).fill(t.dtype === 'bf16' ? f32ToBf16Bits(value) : value);
     return t;
@@ -277,7 +257,30 @@ export function tensor<D extends DType = 'f32'>(values: NestedArray, options: Te
   return Tensor.fromArray(flat, options.shape ?? shape, options);
 }
 
-function withGrad<D extends DType>(t: Tensor<D>, options: TensorOptions): Tensor<D> {
+/** The fields of a tensor on a GPU `device` (assigned in the same order as the CPU path: one hidden class for both). */
+function initDeviceTensor(t: { -readonly [K in keyof Tensor]: Tensor[K] }, data: TypedArray | DeviceStorage, shape: Shape,
+  options: { dtype?: DType; requiresGrad?: boolean }, device: Device): void {
+  const dtype = options.dtype ?? (ArrayBuffer.isView(data) ? dtypeOfArray(data) : undefined);
+  if (dtype === undefined) throw new Error(`Tensor on ${device}: device storage needs options.dtype`);
+  const n = numelOf(shape);
+  const storage = ArrayBuffer.isView(data) ? transfer.uploadArray(checkedData(data, dtype, n, shape), dtype, parseDevice(device)) : data;
+  if (storage.bytes < n * bytesPerElement(dtype)) {
+    throw new Error(`Tensor storage has ${storage.bytes} bytes but ${dtype}${formatShape(shape)} needs ${n * bytesPerElement(dtype)}`);
+  }
+  t.shape = Object.freeze([...shape]);
+  t.dtype = dtype;
+  t.device = device;
+  t.data = deviceDataGuard({ device, dtype, shape: t.shape, numel: n });
+  t.storage = storage;
+  t.requiresGrad = options.requiresGrad ?? false;
+  if (t.requiresGrad && dtype === 'i32') throw new Error('an i32 tensor cannot require grad: only float dtypes are differentiable');
+}
+
+/** zeros / full (`value`) / empty (`value` null) on a GPU device (out of line: the CPU creators stay small). */
+function onDevice<D extends DType>(shape: Shape, value: number | null, dtype: D, options: TensorOptions): Tensor<D> {
+  checkShape(shape);
+  const device = parseDevice(options.device!);
+  const t = value === null ? transfer.deviceEmpty(shape, dtype, device) : transfer.deviceFull(shape, value, dtype, device);
   if (options.requiresGrad) t.requiresGrad_(true);
   return t;
 }
