@@ -45,7 +45,8 @@ registerEngineOps('cpu', {
 });
 
 // The same for every cuda:N device: the sum through the GPU add, in place through fs_axpby on the compute stream,
-// casts f32 <-> bf16 through the conversion kernels. (hip:N has no kernels yet: its tensors accumulate nowhere.)
+// casts f32 <-> bf16 through the conversion kernels. (hip:N has no kernels yet, so nothing is registered for it: a
+// second gradient contribution to a hip:N leaf throws 'no engine ops registered'.)
 registerEngineOps('cuda', {
   add: (a, b) => add(a.detach(), b.detach()),
   addInPlace: gpuAddInPlace,
