@@ -1,25 +1,23 @@
-// Test harness for the CUDA kernels of native/cuda, on one of two runners with one interface (KernelRunner):
-//   Emu        their CPU emulation (native/cuda/emu): builds libfs_cuda_emu.so with `node tooling/build-cuda.mjs
-//              --emu` (cached), loads it with koffi; buffers are malloc'd "device" memory moved by explicit copies
-//   GpuRunner  a real GPU: the fatbin loaded through @farskip/device (src/backend/cuda/module.ts), cudaMalloc'd
-//              buffers, every launch synchronized so a fault names its kernel
-// Both launch kernels by name with the grid / block / sharedBytes that native/cuda/kernels.json prescribes, through
-// the same src/backend/cuda/manifest.ts the GPU ops use, so the manifest's launch rules are exercised together with
-// the kernels. bf16 tensors are uploaded as raw patterns. openRunner() picks the runner: FARSKIP_CUDA_RUNNER=gpu
-// (what tooling/device/check.sh sets) or the emulation (default).
+// Test harness for the CUDA kernels of native/cuda: GpuRunner launches them through src/backend/cuda/module.ts (the
+// code the GPU ops use) on one of two GpuRuntimes —
+//   EmuRuntime   their CPU emulation (native/cuda/emu, emu-runtime.ts: libfs_cuda_emu.so built by `node
+//                tooling/build-cuda.mjs --emu`, cached; "device" memory is host memory moved by explicit copies)
+//   CudaRuntime  a real GPU: the fatbin loaded with cuModuleLoadData, every launch synchronized so a fault names its
+//                kernel
+// Kernels launch by name with the grid / block / sharedBytes that native/cuda/kernels.json prescribes, so the
+// manifest's launch rules are exercised together with the kernels. bf16 tensors are uploaded as raw patterns.
+// openRunner() picks the runtime: FARSKIP_CUDA_RUNNER=gpu (what tooling/device/check.sh sets) or the emulation.
 
-import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
-import { loadManifest, prepareLaunch } from '../src/backend/cuda/manifest.js';
+import { loadManifest } from '../src/backend/cuda/manifest.js';
 import { CudaKernelModule } from '../src/backend/cuda/module.js';
+import { EmuRuntime } from './emu-runtime.js';
 
 export type DType = 'f32' | 'bf16';
 export interface Buf { addr: bigint; bytes: number }
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const WARP = 32;
 
 export function bf16Round(x: Float32Array): Float32Array {
   const u = new Uint16Array(x.length), y = new Float32Array(x.length);
@@ -44,87 +42,21 @@ export interface KernelRunner {
 /** The runner FARSKIP_CUDA_RUNNER asks for (gpu, or the emulation by default), or why it is unavailable. */
 export function openRunner(): KernelRunner | string {
   if (process.env.FARSKIP_CUDA_RUNNER === 'gpu') return GpuRunner.open();
-  return Emu.open();
+  const rt = EmuRuntime.open();
+  if (typeof rt === 'string') return rt;
+  // the emulation runs kernels by name: no module image to load
+  return new GpuRunner(new CudaKernelModule(rt, loadManifest(`${root}native/cuda/kernels.json`), new Uint8Array(0)));
 }
 
-export class Emu implements KernelRunner {
-  readonly label = 'CPU emulation';
-  private readonly kernels = loadManifest(`${root}native/cuda/kernels.json`);
-  private readonly live: Buf[] = [];
-  private readonly fn: Record<string, (...a: unknown[]) => unknown>;
-
-  constructor(libPath: string) {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const lib = koffi.load(libPath);
-    this.fn = {
-      alloc: lib.func('uint64_t fs_emu_alloc(uint64_t bytes)'),
-      free: lib.func('void fs_emu_free(uint64_t p)'),
-      htod: lib.func('void fs_emu_htod(uint64_t dst, const void *src, uint64_t bytes)'),
-      dtoh: lib.func('void fs_emu_dtoh(_Out_ void *dst, uint64_t src, uint64_t bytes)'),
-      launch: lib.func('int fs_emu_launch(const char *name, int gx, int gy, int gz, int bx, int by, int bz, int shared, const uint64_t *args)'),
-    };
-  }
-
-  /** Builds (if stale) and loads the emulation library; a string says why it is unavailable. */
-  static open(): Emu | string {
-    const r = spawnSync(process.execPath, [`${root}tooling/build-cuda.mjs`, '--emu'], { encoding: 'utf8' });
-    if (r.status !== 0) return `emulation library not built: ${(r.stdout + r.stderr).trim().split('\n').pop()}`;
-    return new Emu(`${root}native/cuda/build/emu/libfs_cuda_emu.so`);
-  }
-
-  private alloc(bytes: number): Buf {
-    const b = { addr: BigInt(this.fn.alloc!(bytes) as number | bigint), bytes };
-    this.live.push(b);
-    return b;
-  }
-
-  /** Uploads f32 data as `dt` (bf16: rounded to nearest even). */
-  in(x: Float32Array, dt: DType = 'f32'): Buf {
-    let data: Float32Array | Uint16Array = x;
-    if (dt === 'bf16') { data = new Uint16Array(x.length); ts.f32ToBf16(x.length, x, data); }
-    const b = this.alloc(Math.max(1, data.byteLength));
-    this.fn.htod!(b.addr, data, data.byteLength);
-    return b;
-  }
-  i32(x: Int32Array): Buf {
-    const b = this.alloc(Math.max(1, x.byteLength));
-    this.fn.htod!(b.addr, x, x.byteLength);
-    return b;
-  }
-  /** An output buffer of n elements, filled with NaN so that elements a kernel fails to write show up. */
-  out(n: number, dt: DType = 'f32'): Buf { return this.in(new Float32Array(n).fill(NaN), dt); }
-  get(b: Buf, n: number, dt: DType = 'f32'): Float32Array {
-    const y = new Float32Array(n);
-    if (dt === 'f32') { this.fn.dtoh!(y, b.addr, n * 4); return y; }
-    const u = new Uint16Array(n);
-    this.fn.dtoh!(u, b.addr, n * 2);
-    ts.bf16ToF32(n, u, y);
-    return y;
-  }
-  getBits(b: Buf, n: number): Uint16Array { const u = new Uint16Array(n); this.fn.dtoh!(u, b.addr, n * 2); return u; }
-  getI32(b: Buf, n: number): Int32Array { const y = new Int32Array(n); this.fn.dtoh!(y, b.addr, n * 4); return y; }
-
-  /** Launches kernel `name` with arguments by parameter name; `extra` feeds launch rules (e.g. totalRows, P). */
-  run(name: string, args: Record<string, number | Buf | null>, extra: Record<string, number> = {}): void {
-    const k = this.kernels.get(name);
-    if (!k) throw new Error(`${name}: not in kernels.json`);
-    const l = prepareLaunch(k, args, WARP, extra);
-    if (l.grid.some((x) => x === 0)) return; // an empty launch
-    const rc = this.fn.launch!(name, ...l.grid, ...l.block, l.sharedBytes, l.slots) as number;
-    if (rc !== 0) throw new Error(`${name}: fs_emu_launch returned ${rc} (grid ${l.grid}, block ${l.block}, shared ${l.sharedBytes})`);
-  }
-
-  freeAll(): void {
-    for (const b of this.live.splice(0)) this.fn.free!(b.addr);
-  }
-}
-
-/** The kernels on a real CUDA GPU (device 0, or FARSKIP_CUDA_DEVICE). */
+/**
+ * The kernels through CudaKernelModule on a GpuRuntime: a real CUDA GPU (device 0, or FARSKIP_CUDA_DEVICE), or the
+ * CPU emulation's EmuRuntime (emu-runtime.ts).
+ */
 export class GpuRunner implements KernelRunner {
   readonly label: string;
   private readonly live: bigint[] = [];
 
-  private constructor(private readonly m: CudaKernelModule) {
+  constructor(private readonly m: CudaKernelModule) {
     this.label = `${m.rt.properties().name} (cuda:${m.rt.device})`;
   }
 

@@ -9,14 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CudaRuntime } from '@farskip/device';
 import { CudaKernelModule } from '../src/backend/cuda/module.js';
 import type { KernelSpec } from '../src/backend/cuda/manifest.js';
-import { fakeLib, haveCompiler, noCompilerReason } from '../../device/__tests__/fake-lib.js';
+import { fakeCublasLib } from './emu-runtime.js';
 
 const saved = process.env.FARSKIP_CUDA_LIB;
+const fake = fakeCublasLib(); // the same fake library serves as libcuda (null without a C compiler)
 let log: () => string = () => '';
 beforeAll(() => {
-  if (!haveCompiler) return;
-  process.env.FARSKIP_CUDA_LIB = fakeLib();
-  const L = koffi.load(fakeLib());
+  if (!fake) return;
+  process.env.FARSKIP_CUDA_LIB = fake;
+  const L = koffi.load(fake);
   const f = L.func('const char *fake_log()');
   log = () => String(f());
 });
@@ -27,7 +28,7 @@ const AXPY: KernelSpec = {
   launch: { grid: ['cdiv(n, 128)'], block: [128], sharedBytes: 'n > 4 ? 64 * 1024 : 0' },
 };
 
-describe.skipIf(!haveCompiler)(`CudaKernelModule over the fake driver ${noCompilerReason}`, () => {
+describe.skipIf(!fake)(`CudaKernelModule over the fake driver${fake ? '' : ' (skipped: no C compiler `cc` to build it)'}`, () => {
   it('launches by name with the manifest\'s geometry, opting in to large shared memory, and the kernel sees its arguments', () => {
     const rt = new CudaRuntime(0);
     const m = new CudaKernelModule(rt, new Map([['axpy', AXPY]]), new TextEncoder().encode('.version 8.0\n.target sm_90\n'));
