@@ -36,6 +36,7 @@ export function afterAll(fn) { (current ?? { afterAll: [] }).afterAll.push(fn); 
 export function beforeAll(fn) { fn(); }
 
 const fmt = (v) => { try { return JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : x)).slice(0, 200); } catch { return String(v); } };
+const custom = {};
 export function expect(actual, label) {
   const fail = (what) => { throw new Error(`${label ? `${label}: ` : ''}expected ${fmt(actual)} ${what}`); };
   const norm = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
@@ -47,8 +48,14 @@ export function expect(actual, label) {
     toBeGreaterThan: (e) => { if (!(actual > e)) fail(`> ${e}`); },
     toBeGreaterThanOrEqual: (e) => { if (!(actual >= e)) fail(`>= ${e}`); },
     toBeTruthy: () => { if (!actual) fail('to be truthy'); },
+    // matchers registered with expect.extend (vitest's contract: return { pass, message })
+    ...Object.fromEntries(Object.entries(custom).map(([name, m]) => [name, (...args) => {
+      const r = m.call({}, actual, ...args);
+      if (!r.pass) throw new Error(r.message());
+    }])),
   };
 }
+expect.extend = (matchers) => { Object.assign(custom, matchers); };
 
 /** Runs every collected test; returns one record per test (skipped suites report their tests as skipped). */
 export async function runCollected(log = console.log) {

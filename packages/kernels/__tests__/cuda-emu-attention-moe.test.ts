@@ -3,10 +3,10 @@
 // to plain loops) with the launch geometry of kernels.json. Shapes cross the 32-key / 32-row tiles, GQA groups,
 // causal alignment with Tq != Tk, rows without visible keys and empty expert groups.
 
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
 import { openRunner, bf16Round, type DType, type KernelRunner } from './cuda-emu.js';
-import { expectClose, mulberry32, randInts, randn, type Tol } from './helpers.js';
+import { mulberry32, randInts, randn, type Tol } from './helpers.js';
 
 const emu = openRunner();
 if (typeof emu === 'string') console.warn(`[cuda-emu-attention-moe.test] skipping: ${emu}`);
@@ -39,8 +39,8 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
       E.run(`fs_attention_fwd_${dt}`, { B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal, q: Q, k: E.in(kc, dt), kBatchStride, v: E.in(vc, dt), vBatchStride, o: O, lse: LSE });
       const o = new Float32Array(B * Tq * Hq * Dv), lse = new Float32Array(B * Hq * Tq);
       ts.attentionFwd(B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal === 1, q, kc, kBatchStride, vc, vBatchStride, o, lse);
-      expectClose(E.get(O, o.length, dt), o, TOL[dt], 'o');
-      expectClose(E.get(LSE, lse.length), lse, TOL.f32, 'lse');
+      expect(E.get(O, o.length, dt)).toAllBeClose(o, TOL[dt], 'o');
+      expect(E.get(LSE, lse.length)).toAllBeClose(lse, TOL.f32, 'lse');
       // backward on packed k / v (the first Tk rows of each batch)
       const k = new Float32Array(B * Tk * Hkv * D), v = new Float32Array(B * Tk * Hkv * Dv);
       for (let b = 0; b < B; b++) {
@@ -57,9 +57,9 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
       const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
       ts.attentionBwd(B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal === 1, q, k, v, oIn, lse, dout, dq, dk, dv);
       const gt: Tol = { rtol: TOL[dt].rtol, atol: TOL[dt].atol * 2 };
-      expectClose(E.get(DQ, dq.length, dt), dq, gt, 'dq');
-      expectClose(E.get(DK, dk.length, dt), dk, gt, 'dk');
-      expectClose(E.get(DV, dv.length, dt), dv, gt, 'dv');
+      expect(E.get(DQ, dq.length, dt)).toAllBeClose(dq, gt, 'dq');
+      expect(E.get(DK, dk.length, dt)).toAllBeClose(dk, gt, 'dk');
+      expect(E.get(DV, dv.length, dt)).toAllBeClose(dv, gt, 'dv');
     });
   }
 
@@ -74,8 +74,8 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
       E.run(`fs_attention_fwd_cached_${dt}`, { B, Tq, Hq, Hkv, D, Dv, scale, causal: 1, q: E.in(q, dt), k: E.in(kc, dt), kSlotStride, v: E.in(vc, dt), vSlotStride, slots: E.i32(S), lens: E.i32(Ls), o: O, lse: LSE });
       const o = new Float32Array(B * Tq * Hq * Dv), lse = new Float32Array(B * Hq * Tq);
       ts.attentionFwdCached(B, Tq, Hq, Hkv, D, Dv, scale, true, q, kc, kSlotStride, vc, vSlotStride, S, Ls, o, lse);
-      expectClose(E.get(O, o.length, dt), o, TOL[dt], `cached o Tq=${Tq}`);
-      expectClose(E.get(LSE, lse.length), lse, TOL.f32, `cached lse Tq=${Tq}`);
+      expect(E.get(O, o.length, dt)).toAllBeClose(o, TOL[dt], `cached o Tq=${Tq}`);
+      expect(E.get(LSE, lse.length)).toAllBeClose(lse, TOL.f32, `cached lse Tq=${Tq}`);
     }
   });
 
@@ -88,12 +88,12 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
       E.run(`fs_grouped_gemm_${dt}`, { E: E_, offsets: OFF, transW, N, K, X: XB, W: WB, beta, Y }, { totalRows: rows });
       const want = y0.slice();
       ts.groupedSgemm(E_, offsets, transW === 1, N, K, X, W, beta, want);
-      expectClose(E.get(Y, rows * N, dt), want, { rtol: TOL[dt].rtol, atol: TOL[dt].atol * 4 }, `grouped fwd transW=${transW} beta=${beta}`);
+      expect(E.get(Y, rows * N, dt)).toAllBeClose(want, { rtol: TOL[dt].rtol, atol: TOL[dt].atol * 4 }, `grouped fwd transW=${transW} beta=${beta}`);
       const w0 = inputs(dt, f32(E_ * K * N)), DW = E.in(beta ? w0 : new Float32Array(E_ * K * N).fill(NaN), dt);
       E.run(`fs_grouped_gemm_wgrad_${dt}`, { E: E_, offsets: OFF, transW, N, K, X: XB, dY: DYB, beta, dW: DW });
       const wantW = w0.slice();
       ts.groupedSgemmWgrad(E_, offsets, transW === 1, N, K, X, dY, beta, wantW);
-      expectClose(E.get(DW, E_ * K * N, dt), wantW, { rtol: TOL[dt].rtol, atol: TOL[dt].atol * 8 }, `grouped wgrad transW=${transW} beta=${beta}`);
+      expect(E.get(DW, E_ * K * N, dt)).toAllBeClose(wantW, { rtol: TOL[dt].rtol, atol: TOL[dt].atol * 8 }, `grouped wgrad transW=${transW} beta=${beta}`);
     }
   });
 
@@ -104,12 +104,12 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
     E.run(`fs_gather_rows_${dt}`, { n: rows, dim, index: E.i32(index), x: E.in(x, dt), out: P });
     const perm = new Float32Array(rows * dim);
     for (let i = 0; i < rows; i++) perm.set(x.subarray(index[i]! * dim, (index[i]! + 1) * dim), i * dim);
-    expectClose(E.get(P, rows * dim, dt), perm, { rtol: 0, atol: 0 }, 'gather rows');
+    expect(E.get(P, rows * dim, dt)).toAllBeClose(perm, { rtol: 0, atol: 0 }, 'gather rows');
     // scatter-add back with weights onto an f32 accumulator
     const w = f32(rows), acc0 = f32(tokens * dim), ACC = E.in(acc0), wantAcc = acc0.slice();
     E.run(`fs_scatter_add_rows_${dt}`, { n: rows, dim, index: E.i32(index), w: E.in(w), x: P, out: ACC });
     for (let i = 0; i < rows; i++) for (let d = 0; d < dim; d++) wantAcc[index[i]! * dim + d] += w[i]! * perm[i * dim + d]!;
-    expectClose(E.get(ACC, tokens * dim), wantAcc, TOL.f32, 'scatter-add rows');
+    expect(E.get(ACC, tokens * dim)).toAllBeClose(wantAcc, TOL.f32, 'scatter-add rows');
     // combine: inv[t*k+j] = row of the expert-sorted outputs y holding copy (t, j); one copy dropped
     const y = inputs(dt, f32(rows * dim)), inv = Int32Array.from({ length: rows }, (_, c) => (c * 5) % rows);
     inv[3] = -1;
@@ -121,7 +121,7 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
         const t = Math.floor(c / k), wc = weighted ? w[c]! : 1;
         for (let d = 0; d < dim; d++) want[t * dim + d] += wc * y[inv[c]! * dim + d]!;
       }
-      expectClose(E.get(O, tokens * dim, dt), want, TOL[dt], `combine weighted=${weighted}`);
+      expect(E.get(O, tokens * dim, dt)).toAllBeClose(want, TOL[dt], `combine weighted=${weighted}`);
     }
     const dout = inputs(dt, f32(tokens * dim)), DX = E.in(new Float32Array(rows * dim), dt), DWt = E.out(rows);
     E.run(`fs_moe_combine_bwd_${dt}`, { tokens, k, dim, inv: E.i32(inv), w: E.in(w), x: E.in(y, dt), dout: E.in(dout, dt), dx: DX, dw: DWt });
@@ -133,7 +133,7 @@ describe.skipIf(typeof emu === 'string')(`CUDA kernels (${typeof emu === 'string
       for (let d = 0; d < dim; d++) { dx[src * dim + d] = w[c]! * dout[t * dim + d]!; dot += dout[t * dim + d]! * y[src * dim + d]!; }
       dw[c] = dot;
     }
-    expectClose(E.get(DX, rows * dim, dt), dx, TOL[dt], 'combine dx');
-    expectClose(E.get(DWt, rows), dw, { rtol: 1e-4, atol: 1e-4 }, 'combine dw');
+    expect(E.get(DX, rows * dim, dt)).toAllBeClose(dx, TOL[dt], 'combine dx');
+    expect(E.get(DWt, rows)).toAllBeClose(dw, { rtol: 1e-4, atol: 1e-4 }, 'combine dw');
   });
 });

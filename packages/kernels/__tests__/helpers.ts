@@ -1,6 +1,8 @@
 // Test helpers: a seeded PRNG (mulberry32) so failures reproduce, random arrays, closeness assertions,
 // and a central-difference gradient for float64 gradchecks.
 
+import { expect } from 'vitest';
+
 export type Rng = () => number;
 type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
@@ -114,4 +116,24 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
+}
+
+/**
+ * `expect(actual).toAllBeClose(expected, tol, label)`: expectClose as a vitest matcher, so the assertion reads as one
+ * at the call site and a failure carries expectClose's message (first bad index, values, max error).
+ */
+expect.extend({
+  toAllBeClose(received: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, label = '') {
+    try {
+      expectClose(received, expected, tol, label);
+      return { pass: true, message: () => `${label}: every element is within rtol=${tol.rtol}, atol=${tol.atol}` };
+    } catch (e) {
+      return { pass: false, message: () => (e as Error).message };
+    }
+  },
+});
+
+declare module 'vitest' {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  interface Assertion<T> { toAllBeClose(expected: ArrayLike<number>, tol: Tol, label?: string): void }
 }
