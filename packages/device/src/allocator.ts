@@ -266,21 +266,15 @@ export class CachingAllocator {
   private release(b: Block): void {
     // a neighbour still waiting on events (pending) is not in a pool yet: it merges when it is released itself
     const free = (x: Block | null): x is Block => x !== null && !x.allocated && x.events.length === 0;
-    if (free(b.prev)) {
-      const p = b.prev;
-      this.removeFree(p);
-      p.size += b.size;
-      p.next = b.next;
-      if (b.next) b.next.prev = p;
-      b = p;
-    }
-    if (free(b.next)) {
-      const n = b.next;
-      this.removeFree(n);
-      b.size += n.size;
-      b.next = n.next;
-      if (n.next) n.next.prev = b;
-    }
+    // `left` takes over `right`'s bytes and its place in the segment's list
+    const merge = (left: Block, right: Block): Block => {
+      left.size += right.size;
+      left.next = right.next;
+      if (right.next) right.next.prev = left;
+      return left;
+    };
+    if (free(b.prev)) { this.removeFree(b.prev); b = merge(b.prev, b); }
+    if (free(b.next)) { this.removeFree(b.next); merge(b, b.next); }
     this.insertFree(b);
   }
 }
