@@ -50,11 +50,13 @@ describe('caching allocator bookkeeping (fake driver, no GPU)', () => {
     expect(a.stats()).toMatchObject({ allocatedBytes: 512 + 1024, reservedBytes: 2 * MiB, numAllocs: 2, cacheHits: 1 });
     a.free(x);
     a.free(y);
-    // both merged back with the tail: a 2 MiB request fits the whole segment again without a driver call
+    // both merged back with the tail: two 1 MiB requests fill the whole 2 MiB segment again without a driver call
     const z = a.allocate(MiB, S1);
     expect(z.ptr).toBe(x.ptr);
     expect(d.mallocs.length).toBe(1);
     expect(a.stats()).toMatchObject({ allocatedBytes: MiB, peakAllocatedBytes: MiB, numFrees: 2, cacheHits: 2 });
+    expect(a.allocate(MiB, S1).ptr).toBe(x.ptr + BigInt(MiB));
+    expect(d.mallocs.length).toBe(1);
   });
 
   it('keeps freed blocks per stream: another stream gets its own segment', () => {
