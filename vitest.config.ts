@@ -27,6 +27,9 @@ export default defineConfig({
       // collectives runs ranks in worker threads, which load the built JS: its tests use dist (npm test builds first)
       { test: { name: 'collectives', root: 'packages/collectives', include: ['__tests__/**/*.test.ts'], testTimeout: 120_000 } },
       { test: { name: 'integration', root: 'tests', include: ['**/*.test.ts'], testTimeout: 120_000 } },
+      // type-level API tests (*.test-d.ts): tsc over tsconfig.typetests.json checks the public contracts against the
+      // built dist/*.d.ts, as a downstream consumer sees them; nothing runs
+      { test: { name: 'types', root: '.', include: [], typecheck: { enabled: true, only: true, include: ['packages/*/__tests__/**/*.test-d.ts'], tsconfig: './tsconfig.typetests.json' } } },
     ],
   },
 });

@@ -9,8 +9,12 @@
 // Kernel sources are compiled once per ISA variant (scalar, avx2, avx512) with -DFS_VARIANT=<tag>; dispatch.c
 // picks one at load time. On a non-x86_64 target only the scalar variant is built. A missing compiler or a
 // failed build prints one warning and exits 0 so `npm install` still succeeds (the plain-TS fallback is used).
+//
+// When packages/kernels-<os>-<cpu>-<libc> exists for the compiler's target (today: linux-x64-gnu), the library is
+// also copied there: that package is what npm installs next to a published @farskip/kernels, and in this
+// repository it is the workspace @farskip/kernels resolves first, so the two copies never disagree.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +71,28 @@ async function pool(jobs, width) {
   return results;
 }
 
+// x86_64-linux-gnu -> packages/kernels-linux-x64-gnu (the npm names: process.platform, process.arch, libc)
+function platformPackageDir(target) {
+  const [machine, ...rest] = target.split('-');
+  const cpu = { x86_64: 'x64', amd64: 'x64', aarch64: 'arm64' }[machine];
+  const os = rest.includes('linux') ? 'linux' : rest.some((p) => p.startsWith('darwin')) ? 'darwin' : null;
+  if (!cpu || !os) return null;
+  const libc = os === 'linux' ? (rest.some((p) => p.startsWith('musl')) ? '-musl' : '-gnu') : '';
+  const dir = path.join(root, 'packages', `kernels-${os}-${cpu}${libc}`);
+  return existsSync(path.join(dir, 'package.json')) ? dir : null;
+}
+
+function publishToPlatformPackage(target) {
+  const dir = platformPackageDir(target);
+  if (!dir) return;
+  const dest = path.join(dir, 'libfarskip_cpu.so');
+  if (existsSync(dest) && statSync(dest).mtimeMs >= statSync(lib).mtimeMs) return;
+  const tmp = `${dest}.tmp${process.pid}`;
+  copyFileSync(lib, tmp);
+  renameSync(tmp, dest);
+  console.log(`[farskip] copied the library into ${path.relative(root, dest)}`);
+}
+
 async function build() {
   const probe = spawnSync(CC, ['-dumpmachine'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) { warn(`no C compiler found as '${CC}'`); return false; }
@@ -77,7 +103,11 @@ async function build() {
   const inputs = [...sources.map((f) => path.join(srcDir, f)), ...headers, path.join(incDir, 'farskip_cpu.h'), fileURLToPath(import.meta.url)];
   if (!force && existsSync(lib)) {
     const libTime = statSync(lib).mtimeMs;
-    if (inputs.every((f) => statSync(f).mtimeMs < libTime)) { console.log(`[farskip] native CPU kernels up to date (${path.relative(root, lib)})`); return true; }
+    if (inputs.every((f) => statSync(f).mtimeMs < libTime)) {
+      console.log(`[farskip] native CPU kernels up to date (${path.relative(root, lib)})`);
+      publishToPlatformPackage(target);
+      return true;
+    }
   }
   mkdirSync(objDir, { recursive: true });
   const units = []; // [source, object, flags]
@@ -121,6 +151,7 @@ async function build() {
     return false;
   }
   renameSync(tmp, lib);
+  publishToPlatformPackage(target);
   console.log(`[farskip] built ${path.relative(root, lib)} (${target}, ${variants.join('/')}${x86 ? '+avx512bf16' : ''}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${todo.length}/${units.length} objects compiled`);
   return true;
 }

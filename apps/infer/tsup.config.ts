@@ -1,2 +1,2 @@
 import base from '../../tooling/tsup.base';
-export default { ...base, entry: ['src/cli.ts', 'src/index.ts'], external: [...(base.external ?? []), 'prom-client', 'zod'] };
+export default { ...base, format: ['esm'], entry: ['src/cli.ts', 'src/index.ts'], external: [...(base.external ?? []), 'prom-client', 'zod'] };

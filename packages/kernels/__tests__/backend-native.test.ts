@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ISA_NAMES, loadNativeBackend, nativeLibraryStatus } from '../src/backend/native/index.js';
-import { findLibrary } from '../src/backend/native/load.js';
+import { findLibrary, findPrebuilt } from '../src/backend/native/load.js';
 import { ISAS, native, originalIsa, skipReason, skipSuffix } from './native-setup.js';
 import { tsBackend as ts } from '../src/backend/ts/index.js';
 import { expectClose, mulberry32, randInt, randInts, randn, type Rng, type Tol } from './helpers.js';
@@ -68,11 +68,12 @@ describe.skipIf(!native)(`native backend plumbing${skipSuffix}`, () => {
     expect(nativeLibraryStatus().loaded).toBe(true); // the loaded backend stays loaded
   });
 
-  it('finds the library walking up from src/ and from a bundle in dist/; FARSKIP_NO_NATIVE=1 disables it', () => {
+  it('loads the prebuilt package first, else the source build found walking up from src/ or dist/; FARSKIP_NO_NATIVE=1 disables it', () => {
     const here = dirname(fileURLToPath(import.meta.url));
-    const want = nativeLibraryStatus().path;
-    expect(findLibrary(join(here, '..', 'src', 'backend', 'native'))).toBe(want);
-    expect(findLibrary(join(here, '..', 'dist'))).toBe(want);
+    const sourceBuild = join(here, '..', '..', '..', 'native', 'cpu', 'build', 'libfarskip_cpu.so');
+    expect(findLibrary(join(here, '..', 'src', 'backend', 'native'))).toBe(sourceBuild);
+    expect(findLibrary(join(here, '..', 'dist'))).toBe(sourceBuild);
+    expect(nativeLibraryStatus().path).toBe(findPrebuilt(join(here, '..', 'src', 'backend', 'native')) ?? sourceBuild);
     expect(findLibrary('/')).toBeNull();
     const prev = process.env.FARSKIP_NO_NATIVE;
     process.env.FARSKIP_NO_NATIVE = '1';

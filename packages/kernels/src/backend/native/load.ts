@@ -1,10 +1,15 @@
 // Locating, loading and version-checking libfarskip_cpu.so with koffi.
 //
-// Lookup: FARSKIP_NO_NATIVE=1 disables the native backend; FARSKIP_NATIVE_LIB (or options.libPath) names the
-// library explicitly (unloadable -> throw); otherwise walk up from this module's directory until
-// native/cpu/build/libfarskip_cpu.so exists (works from src/ under vitest and from the bundled dist/index.js).
+// Lookup, first match wins:
+//   1. FARSKIP_NO_NATIVE=1 disables the native backend.
+//   2. FARSKIP_NATIVE_LIB (or options.libPath) names the library explicitly (unloadable -> throw).
+//   3. The prebuilt library of this platform, shipped as the optional dependency
+//      @farskip/kernels-<os>-<cpu>[-<libc>] (the esbuild / swc pattern) and resolved like any package from this
+//      module, so it works wherever a package manager put it (hoisted, nested, pnpm's store, Deno's node_modules).
+//   4. A source checkout's build: walk up from this module's directory until native/cpu/build/libfarskip_cpu.so
+//      exists (developing farskip itself on a platform that has no prebuilt package).
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +18,8 @@ import type { LibraryHandle } from 'koffi';
 type Koffi = typeof import('koffi');
 
 export const ABI_VERSION = 1;
-export const LIB_RELATIVE = join('native', 'cpu', 'build', 'libfarskip_cpu.so');
+export const LIB_FILE = 'libfarskip_cpu.so';
+export const LIB_RELATIVE = join('native', 'cpu', 'build', LIB_FILE);
 const BUILD_HINT = 'build it with `node tooling/build-native.mjs` (npm run build:native)';
 
 let koffiModule: Koffi | null | undefined;
@@ -55,6 +61,41 @@ export function findLibrary(start: string): string | null {
   }
 }
 
+/**
+ * Names of the packages that ship a prebuilt library for this platform (only linux-x64-gnu is published today;
+ * the others are the names a build for them would take). libc tells glibc from musl on Linux.
+ */
+export function platformPackages(platform: string = process.platform, arch: string = process.arch, libc: 'gnu' | 'musl' = linuxLibc()): string[] {
+  if (platform === 'linux') return [`@farskip/kernels-linux-${arch}-${libc}`, `@farskip/kernels-linux-${arch}-${libc === 'gnu' ? 'musl' : 'gnu'}`];
+  if (platform === 'win32') return [`@farskip/kernels-win32-${arch}-msvc`];
+  return [`@farskip/kernels-${platform}-${arch}`];
+}
+
+function linuxLibc(): 'gnu' | 'musl' {
+  // detect-libc's cheapest test: musl's ldd is a script that names musl; glibc's names GNU libc
+  try {
+    return readFileSync('/usr/bin/ldd', 'utf8').includes('musl') ? 'musl' : 'gnu';
+  } catch {
+    return 'gnu';
+  }
+}
+
+/** The library inside the first installed platform package, resolved from `fromDir`, or null. */
+export function findPrebuilt(fromDir: string, names: string[] = platformPackages()): string | null {
+  const require = createRequire(join(fromDir, 'noop.js'));
+  for (const name of names) {
+    let manifest: string;
+    try {
+      manifest = require.resolve(`${name}/package.json`);
+    } catch {
+      continue; // not installed: another platform, or installed with --omit=optional
+    }
+    const lib = join(dirname(manifest), LIB_FILE);
+    if (existsSync(lib)) return lib;
+  }
+  return null;
+}
+
 export function moduleDir(): string {
   return dirname(fileURLToPath(import.meta.url));
 }
@@ -80,9 +121,18 @@ export function openLibrary(explicitPath: string | undefined): LoadResult {
     return { ok: false, reason: koffiError };
   }
 
-  const path = explicit ?? findLibrary(moduleDir());
+  const path = explicit ?? findPrebuilt(moduleDir()) ?? findLibrary(moduleDir());
   if (!path) {
-    return { ok: false, reason: `${LIB_RELATIVE} not found above ${moduleDir()}; ${BUILD_HINT}` };
+    const names = platformPackages();
+    return {
+      ok: false,
+      reason: `no native CPU kernels for ${process.platform}-${process.arch}: ${names[0]} is not installed` +
+        ` (${names.length > 1 ? `nor ${names.slice(1).join(', ')}; ` : ''}prebuilt libraries ship for linux-x64-gnu ` +
+        'only, and npm skips optional dependencies with --omit=optional) ' +
+        `and no source build (${LIB_RELATIVE}) was found above ${moduleDir()}. Fix: on linux-x64 reinstall without ` +
+        '--omit=optional; elsewhere build libfarskip_cpu.so from the farskip repository (`node tooling/build-native.mjs`, ' +
+        'needs a C compiler) and set FARSKIP_NATIVE_LIB to it',
+    };
   }
   let lib: LibraryHandle;
   try {
