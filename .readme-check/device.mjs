@@ -18,10 +18,11 @@ for (const name of found) {
 }
 
 if (found.length === 0) {
-  // Opening a device anyway throws at once, naming every path searched and the variable to set.
+  // Opening a device anyway throws at once: a LibraryNotFoundError lists every path searched and the fix.
   try {
     openGpu('cuda', 0);
   } catch (e) {
-    console.log(`no GPU here; opening cuda:0 says: ${e.name}: ${e.message.split('\n')[0]}`);
+    const why = e.name === 'LibraryNotFoundError' ? `${e.searched.length} places searched; install the driver or set ${e.env}` : e.message;
+    console.log(`no GPU here: ${e.name} (${why})`);
   }
 }

@@ -48,6 +48,7 @@ if (pending.length) {
 if (!args.has('--skip-build')) step('build', 'npm', ['run', 'build']);
 if (!args.has('--skip-tests')) step('test', 'npm', ['test']);
 // changeset publish runs `npm publish` per package; npm_config_dry_run makes every one of them a dry run
-// (pack + report, no upload). --no-git-tag: tags are made when the real release is published.
-step(publish ? 'publish' : 'publish (dry run)', 'npx', ['changeset', 'publish', '--no-git-tag'], publish ? {} : { npm_config_dry_run: 'true' });
+// (pack + report, no upload). Only the real release tags the commit (<name>@<version> per package).
+if (publish) step('publish', 'npx', ['changeset', 'publish']);
+else step('publish (dry run)', 'npx', ['changeset', 'publish', '--no-git-tag'], { npm_config_dry_run: 'true' });
 console.log(publish ? '\n[release] published' : '\n[release] dry run complete: nothing was uploaded');
