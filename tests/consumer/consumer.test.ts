@@ -5,12 +5,12 @@
 // tensor + kernels matmul from both module formats (ESM import and CommonJS require), and a FarSkip MoE stack
 // from @farskip/layers. Numbers are checked against float64 maths done here, or against the 1-rank model.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMessage } from 'publint/utils';
 import { publint } from 'publint';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { installProject, packAll, publishablePackages, root, RUNTIMES, runJson, scratch, type Packed } from './project.js';
+import { installProject, packAll, publishablePackages, quickStart, root, RUNTIMES, runJson, runScript, scratch, type Packed } from './project.js';
 
 const packages = publishablePackages();
 const PREBUILT = '@farskip/kernels-linux-x64-gnu';
@@ -110,6 +110,20 @@ describe.skipIf(missing.length > 0)('packed @farskip packages', () => {
     }
   });
 
+  // The reason the native library ships as a package and not as an install-time build: Bun (like pnpm, and Deno
+  // without --allow-scripts) runs no dependency's install script, yet the kernels must still be native there.
+  describe.skipIf(!hasPrebuilt)('a project installed by Bun\'s package manager (dependency install scripts blocked)', () => {
+    let dir = '';
+    beforeAll(() => { dir = installProject(packed, ['@farskip/tensor', '@farskip/kernels'], ['tensor-kernels.mjs', 'tensor-kernels-program.cjs'], 'bun'); }, 300_000);
+
+    it('runs the native kernels from the prebuilt package under bun', () => {
+      const { out } = runJson<MatmulOut>('bun', 'tensor-kernels.mjs', dir);
+      expect(out.backend).toBe('native');
+      expect(out.library).toBe(join(dir, 'node_modules', PREBUILT, 'libfarskip_cpu.so'));
+      expectMatmul(out);
+    });
+  });
+
   describe('a project with every library package installed', () => {
     let dir = '';
     const libraries = packages.filter((p) => !p.pkg.os).map((p) => p.name);
@@ -156,6 +170,19 @@ describe.skipIf(missing.length > 0)('packed @farskip packages', () => {
           expect(r.overlapsInRange).toBe(true);
           expect(r.gradOk).toBe(true);
         }
+      });
+    }
+
+    // the README that ships in each tarball shows install and a quick start: it must run as published
+    for (const name of libraries) {
+      it(`${name}: the README's quick start runs from the installed package`, () => {
+        const readme = readFileSync(join(dir, 'node_modules', name, 'README.md'), 'utf8');
+        expect(readme).toContain(`npm i ${name}`);
+        const code = quickStart(readme);
+        expect(code, `${name} README has no \`## Quick start\` with a js block`).toBeTruthy();
+        const file = `quickstart-${name.split('/')[1]}.mjs`;
+        writeFileSync(join(dir, file), code!);
+        expect(runScript('node', file, dir).stdout.trim()).not.toBe('');
       });
     }
 

@@ -40,37 +40,53 @@ export function packAll(dest: string): Packed[] {
   });
 }
 
+const bin = (name: string): string => join(root, 'node_modules', '.bin', name);
+
 export const scratch = (prefix: string): string => mkdtempSync(join(tmpdir(), `farskip-${prefix}-`));
 
 /**
- * A fresh npm project in the system temp directory that depends on `wanted` (package names) as tarballs.
+ * A fresh project in the system temp directory that depends on `wanted` (package names) as tarballs, installed by
+ * npm or by Bun's own package manager.
  * `overrides` pins every @farskip package (the dependencies of the wanted ones) to its tarball too, so nothing
  * is fetched from the registry under our names; third-party dependencies come from npm's cache or registry.
  */
-export function installProject(packed: Packed[], wanted: string[], scripts: string[]): string {
+export function installProject(packed: Packed[], wanted: string[], scripts: string[], installer: 'npm' | 'bun' = 'npm'): string {
   const dir = scratch('consumer');
   const spec = (name: string): string => `file:${packed.find((p) => p.name === name)!.tarball}`;
   const dependencies = Object.fromEntries(wanted.map((n) => [n, spec(n)]));
   const overrides = Object.fromEntries(packed.map((p) => [p.name, spec(p.name)]));
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'farskip-consumer', private: true, version: '1.0.0', dependencies, overrides }, null, 2));
-  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
+  // Bun's installer runs no dependency's install script unless the project trusts it (npm runs them all)
+  if (installer === 'bun') execFileSync(bin('bun'), ['install', '--no-progress'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
+  else execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
   for (const s of scripts) copyFileSync(join(root, 'tests', 'consumer', s), join(dir, s));
   return dir;
 }
 
-const bin = (name: string): string => join(root, 'node_modules', '.bin', name);
 export function command(runtime: Runtime, file: string): string[] {
   if (runtime === 'node') return [process.execPath, file];
   if (runtime === 'bun') return [bin('bun'), file];
   return [bin('deno'), 'run', '-A', '--quiet', file];
 }
 
-/** Runs `file` in `cwd` under `runtime`; returns its last JSON line and its stderr (warnings). Throws on failure. */
-export function runJson<T>(runtime: Runtime, file: string, cwd: string, env: Record<string, string> = {}): { out: T; stderr: string } {
+/** Runs `file` in `cwd` under `runtime`; returns stdout and stderr (warnings). Throws, with both, on failure. */
+export function runScript(runtime: Runtime, file: string, cwd: string, env: Record<string, string> = {}): { stdout: string; stderr: string } {
   const [cmd, ...args] = command(runtime, file);
   const res = spawnSync(cmd!, args, { cwd, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 120_000 });
   if (res.status !== 0) throw new Error(`${runtime} ${file} exited with ${res.status ?? res.signal}:\n${res.stdout}\n${res.stderr}`);
-  const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (!line) throw new Error(`${runtime} ${file} printed no JSON line:\n${res.stdout}\n${res.stderr}`);
-  return { out: JSON.parse(line) as T, stderr: res.stderr };
+  return { stdout: res.stdout, stderr: res.stderr };
+}
+
+/** runScript, then the last JSON line it printed. */
+export function runJson<T>(runtime: Runtime, file: string, cwd: string, env: Record<string, string> = {}): { out: T; stderr: string } {
+  const { stdout, stderr } = runScript(runtime, file, cwd, env);
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) throw new Error(`${runtime} ${file} printed no JSON line:\n${stdout}\n${stderr}`);
+  return { out: JSON.parse(line) as T, stderr };
+}
+
+/** The one ```js block under a README's "## Quick start" heading, or null. */
+export function quickStart(readme: string): string | null {
+  const section = /^## Quick start\s*$([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(readme)?.[1];
+  return section ? (/^```js\n([\s\S]*?)^```/m.exec(section)?.[1] ?? null) : null;
 }
