@@ -9,8 +9,8 @@ import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from
 import { join } from 'node:path';
 import { formatMessage } from 'publint/utils';
 import { publint } from 'publint';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { installProject, packAll, publishablePackages, quickStart, root, RUNTIMES, runJson, runScript, scratch, type Packed } from './project.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installProject, packAll, publishablePackages, quickStart, removeScratch, root, RUNTIMES, runJson, runScript, scratch, type Packed } from './project.js';
 
 const packages = publishablePackages();
 const PREBUILT = '@farskip/kernels-linux-x64-gnu';
@@ -50,6 +50,7 @@ function expectMatmul(got: MatmulOut): void {
 describe.skipIf(missing.length > 0)('packed @farskip packages', () => {
   let packed: Packed[] = [];
   beforeAll(() => { packed = packAll(scratch('packs')); }, 300_000);
+  afterAll(removeScratch);
   const get = (name: string): Packed => packed.find((p) => p.name === name)!;
 
   it('packs every publishable package, the prebuilt library included', () => {

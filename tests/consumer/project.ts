@@ -1,7 +1,7 @@
 // Packing the publishable workspaces and installing the tarballs into a fresh project outside the repository,
 // the way a downstream team gets them: `npm pack`, then `npm install <tarballs>` with no workspace links.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +42,17 @@ export function packAll(dest: string): Packed[] {
 
 const bin = (name: string): string => join(root, 'node_modules', '.bin', name);
 
-export const scratch = (prefix: string): string => mkdtempSync(join(tmpdir(), `farskip-${prefix}-`));
+const scratchDirs: string[] = [];
+/** A new directory in the system temp directory, removed by removeScratch() (kept with FARSKIP_KEEP_CONSUMER=1). */
+export function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `farskip-${prefix}-`));
+  scratchDirs.push(dir);
+  return dir;
+}
+export function removeScratch(): void {
+  if (process.env.FARSKIP_KEEP_CONSUMER === '1') return console.log(`[consumer] kept ${scratchDirs.join(' ')}`);
+  for (const d of scratchDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
 
 /**
  * A fresh project in the system temp directory that depends on `wanted` (package names) as tarballs, installed by

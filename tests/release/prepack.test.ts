@@ -1,7 +1,7 @@
 // tooling/prepack.mjs, the gate every `npm pack` / `npm publish` of a package passes: the files a consumer's
 // resolver reaches must exist, and a prebuilt-library package must hold a shared library for its cpu that needs
 // no newer glibc than its README promises.
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,5 +35,6 @@ describe('prepack checks', () => {
     copyFileSync(lib, newer);
     writeFileSync(newer, Buffer.concat([readFileSync(newer), Buffer.from('\0GLIBC_2.41\0')]));
     expect(checkSharedLibrary(newer, 'x64')).toMatch(/needs GLIBC_2\.41, newer than the GLIBC_2\.34/);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -2,11 +2,11 @@
 // for the whole fixed @farskip group, internal dependency ranges and CHANGELOG.md files updated), and
 // tooling/release.mjs (build, test, `changeset publish` as an npm dry run; never a real publish from CI).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const changesetBin = join(root, 'node_modules', '@changesets', 'cli', 'bin.js');
@@ -55,6 +55,7 @@ describe('changeset version on the pending changesets', () => {
     }
     execFileSync(process.execPath, [changesetBin, 'version'], { cwd: dir, stdio: 'pipe', env: { ...process.env, CI: 'true' } });
   }, 120_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('there is a changeset describing the initial release, and every changeset names only real packages', () => {
     expect(sets.some((s) => /first release/i.test(s.summary))).toBe(true);
