@@ -4,7 +4,7 @@
 // run under Node, Bun and Deno: a 2-rank threads all-reduce with only @farskip/collectives installed, a
 // tensor + kernels matmul from both module formats (ESM import and CommonJS require), and a FarSkip MoE stack
 // from @farskip/layers. Numbers are checked against float64 maths done here, or against the 1-rank model.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMessage } from 'publint/utils';
@@ -93,10 +93,21 @@ describe.skipIf(missing.length > 0)('packed @farskip packages', () => {
 
   describe('a project with only @farskip/collectives installed', () => {
     let dir = '';
-    beforeAll(() => { dir = installProject(packed, ['@farskip/collectives'], ['collectives.mjs']); }, 300_000);
+    beforeAll(() => { dir = installProject(packed, ['@farskip/collectives'], ['collectives.mjs', 'packages/collectives/__tests__/fixtures/rank-env.mjs']); }, 300_000);
 
     it('installs collectives and its runtime dependency, nothing of the model stack', () => {
       expect(readdirSync(join(dir, 'node_modules', '@farskip')).sort()).toEqual(['collectives', 'device']);
+    });
+
+    it('the installed farskip-launch starts 2 ranks of a script that all-reduce through initCommunicator()', () => {
+      const r = spawnSync(join(dir, 'node_modules', '.bin', 'farskip-launch'), ['-n', '2', 'rank-env.mjs', 'extra-arg'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      for (const rank of [0, 1]) {
+        const line = new RegExp(`^\\[rank ${rank}\\] RESULT (.*)$`, 'm').exec(r.stdout);
+        expect(line, r.stdout).not.toBeNull();
+        const got = JSON.parse(line![1]!) as { rank: number; size: number; backend: string; sum: number; args: string[] };
+        expect(got).toMatchObject({ rank, size: 2, backend: 'threads', sum: 3, args: ['extra-arg'] });
+      }
     });
 
     for (const runtime of RUNTIMES) {

@@ -3,7 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -69,7 +69,8 @@ export function installProject(packed: Packed[], wanted: string[], scripts: stri
   // Bun's installer runs no dependency's install script unless the project trusts it (npm runs them all)
   if (installer === 'bun') execFileSync(bin('bun'), ['install', '--no-progress'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
   else execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
-  for (const s of scripts) copyFileSync(join(root, 'tests', 'consumer', s), join(dir, s));
+  // a bare name is a script of tests/consumer; a path is relative to the repository (copied under its base name)
+  for (const s of scripts) copyFileSync(s.includes('/') ? join(root, s) : join(root, 'tests', 'consumer', s), join(dir, basename(s)));
   return dir;
 }
 
