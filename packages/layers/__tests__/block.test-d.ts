@@ -106,8 +106,8 @@ describe('MoELike: the phased MoE a block drives', () => {
     expectTypeOf<CombinedTokens['finish']>().toEqualTypeOf<() => Promise<Tensor>>();
     expectTypeOf<MoELike['parameters']>().returns.toEqualTypeOf<[string, Tensor][]>();
     expectTypeOf<MoELike['expertParameters']>().returns.toEqualTypeOf<[string, Tensor][]>();
-    // the current contract: shared experts are the shipped SwiGluMlp (not any MlpLike), or none
-    expectTypeOf<MoELike['shared']>().toEqualTypeOf<SwiGluMlp | null>();
+    // shared experts are any dense MLP (the shipped SwiGluMlp or the user's own), or none
+    expectTypeOf<MoELike['shared']>().toEqualTypeOf<MlpLike | null>();
   });
 
   test('the phases chain as the stack calls them', async () => {
@@ -134,6 +134,10 @@ describe('MoELike: the phased MoE a block drives', () => {
       expertParameters: () => [],
     });
     assertType<MoELike>({ ...pickMoE(new MyMoE()), shared: new SwiGluMlp(4, {} as never) });
+    // a user's own shared expert: any MlpLike
+    assertType<MoELike>({ ...pickMoE(new MyMoE()), shared: myMlp });
+    // @ts-expect-error the shared expert must be an MlpLike (forward, reduceGroup, parameters)
+    assertType<MoELike>({ ...pickMoE(new MyMoE()), shared: { forward: (x: Tensor) => x } });
   });
 
   test('wrongly shaped MoE objects are rejected', () => {

@@ -21,7 +21,7 @@ import { resolved } from './comm.js';
 import type { CommEnv, Pending } from './comm.js';
 import { ParallelContext, solo } from './context.js';
 import { SwiGluMlp } from './mlp.js';
-import type { MlpWeights } from './mlp.js';
+import type { MlpLike, MlpWeights } from './mlp.js';
 import { Router } from './router.js';
 import type { RouterConfig, RouterWeights } from './router.js';
 
@@ -61,7 +61,8 @@ export interface MoEOptions {
 
 /** The interface a FarSkip block needs from any MoE implementation. */
 export interface MoELike {
-  readonly shared: SwiGluMlp | null;
+  /** shared experts every token passes through (any dense MLP; the block overlaps them with the dispatch), or none */
+  readonly shared: MlpLike | null;
   /** route and permute; the all-to-all form also issues the exchange of per-expert counts */
   begin(u: Tensor, env: CommEnv): RoutedTokens;
   parameters(): [string, Tensor][];
