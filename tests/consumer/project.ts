@@ -10,10 +10,7 @@ export const root = fileURLToPath(new URL('../..', import.meta.url));
 export const RUNTIMES = ['node', 'bun', 'deno'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 
-export interface PackageJson {
-  name: string; version: string; private?: boolean; os?: string[];
-  dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>;
-}
+export interface PackageJson { name: string; version: string; private?: boolean; os?: string[] }
 export interface Packed { name: string; dir: string; tarball: string; files: string[]; pkg: PackageJson }
 
 /** Every package under packages/ that is not private: what `changeset publish` would publish. */

@@ -5,10 +5,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishablePackages, root } from '../consumer/project.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const changesetBin = join(root, 'node_modules', '@changesets', 'cli', 'bin.js');
 const workspaceDirs = ['packages', 'apps'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(d, p))).filter((d) => existsSync(join(root, d, 'package.json')));
 const readJson = (p: string): Record<string, any> => JSON.parse(readFileSync(p, 'utf8'));
@@ -113,8 +112,7 @@ describe('tooling/release.mjs', () => {
     const r = run(['--skip-build', '--skip-tests'], { CI: 'true' });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     const out = (r.stdout + r.stderr).replace(/\x1b\[[0-9;]*m/g, ''); // changesets colours its log regardless
-    const published = readdirSync(join(root, 'packages')).map((p) => readJson(join(root, 'packages', p, 'package.json'))).filter((p) => !p.private);
-    for (const p of published) expect(out).toContain(`Publishing "${p.name}" at "${p.version}"`);
+    for (const { pkg } of publishablePackages()) expect(out).toContain(`Publishing "${pkg.name}" at "${pkg.version}"`);
     expect(out).not.toContain('@farskip/trainer');
     expect(out).toContain('dry run complete: nothing was uploaded');
   }, 240_000);

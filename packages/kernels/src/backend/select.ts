@@ -32,9 +32,9 @@ function nativeBackend(): CpuBackend | null {
 function warnOnce(reason: string): void {
   if (warned) return;
   warned = true;
-  const fix = /FARSKIP_NO_NATIVE/.test(reason) ? 'Unset FARSKIP_NO_NATIVE to use them.'
-    : /Fix:/.test(reason) ? '' : 'Fix: install a C compiler (apt-get install gcc) and run `npm run build:native`.';
-  console.warn(`[farskip] native CPU kernels unavailable (${reason}); using the plain-TypeScript fallback, which is much slower.${fix ? ` ${fix}` : ''}`);
+  // every reason openLibrary gives names its own fix; only the deliberate opt-out needs the way back
+  const fix = /FARSKIP_NO_NATIVE/.test(reason) ? ' Unset FARSKIP_NO_NATIVE to use them.' : '';
+  console.warn(`[farskip] native CPU kernels unavailable (${reason}); using the plain-TypeScript fallback, which is much slower.${fix}`);
 }
 
 /** Forces the backend for f32/bf16 ops ('auto' = native when available). Returns the previous choice. */

@@ -37,7 +37,7 @@ export function getKoffi(): Koffi | null {
     const k = require('koffi') as Koffi & { default?: Koffi };
     koffiModule = (k.default ?? k) as Koffi;
   } catch (e) {
-    koffiError = `koffi unavailable: ${(e as Error).message}`;
+    koffiError = `koffi unavailable: ${(e as Error).message}; reinstall it (\`npm rebuild koffi\`) to use the native kernels`;
     koffiModule = null;
     return null;
   }
@@ -121,9 +121,9 @@ export function openLibrary(explicitPath: string | undefined): LoadResult {
     return { ok: false, reason: koffiError };
   }
 
-  const path = explicit ?? findPrebuilt(moduleDir()) ?? findLibrary(moduleDir());
+  const names = platformPackages();
+  const path = explicit ?? findPrebuilt(moduleDir(), names) ?? findLibrary(moduleDir());
   if (!path) {
-    const names = platformPackages();
     return {
       ok: false,
       reason: `no native CPU kernels for ${process.platform}-${process.arch}: ${names[0]} is not installed` +
@@ -150,7 +150,7 @@ export function openLibrary(explicitPath: string | undefined): LoadResult {
     abi = lib.func('int fs_abi_version(void)')() as number;
   } catch (e) {
     abi = -1;
-    const msg = `${path} has no fs_abi_version: ${(e as Error).message}`;
+    const msg = `${path} has no fs_abi_version: ${(e as Error).message} (not a farskip library?); rebuild with \`node tooling/build-native.mjs --force\``;
     if (explicit) throw new Error(`native backend: ${label}: ${msg}`);
     return { ok: false, path, reason: msg };
   }
